@@ -1,0 +1,36 @@
+# gossipsim: set-up, demo, tests. Only Python 3.11+ is needed on the machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all lint bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/gossipsim run configs/quickstart.yaml --out results
+	$(BIN)/gossipsim plot results/quickstart --x time --y loss --output results/quickstart/loss_vs_time.png
+	@echo "plot written to results/quickstart/loss_vs_time.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
+
+lint: $(STAMP)
+	$(BIN)/ruff check gossipsim tests benchmarks
+	$(BIN)/ruff format --check gossipsim tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,24 @@
+"""Algorithm registry: ``algorithm.kind`` → the function that starts its processes.
+
+Adding an algorithm = its config model in ``gossipsim.config`` (added to
+``ALGORITHM_CONFIGS``) plus one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gossipsim.algorithms.gossip import swarmsgd
+from gossipsim.engine.simulation import Simulation
+
+ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
+    "swarmsgd": swarmsgd.start,
+}
+
+
+def get_algorithm(kind: str) -> Callable[[Simulation], None]:
+    try:
+        return ALGORITHMS[kind]
+    except KeyError:
+        valid = ", ".join(sorted(ALGORITHMS))
+        raise ValueError(f"algorithm.kind: unknown algorithm '{kind}'; valid: {valid}") from None

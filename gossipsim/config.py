@@ -1,0 +1,652 @@
+"""Validated configuration: pydantic models of every YAML section, loading with file:line errors.
+
+Nothing below this layer reads YAML. ``load_config`` turns a file (plus ``--set`` overrides)
+into a :class:`RunConfig`; every error names the field path and, for YAML, the file and line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------------------------
+# Base
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _finite(value: float, name: str = "value") -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+# --------------------------------------------------------------------------------------------
+# init
+
+
+class InitConfig(Section):
+    """Initial node models: zeros, or a normal draw (one shared draw or one per node)."""
+
+    kind: Literal["zeros", "normal"] = "normal"
+    scale: NonNegFloat = 1.0
+    identical: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# objective: dataset, partition
+
+
+class _DatasetBase(Section):
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    standardize: bool = True
+
+
+class SyntheticData(_DatasetBase):
+    kind: Literal["synthetic"] = "synthetic"
+    n_samples: Annotated[int, Field(ge=2)] = 10000
+    n_features: Annotated[int, Field(ge=1)] = 20
+    n_classes: Annotated[int, Field(ge=2)] = 10
+    noise: NonNegFloat = 0.1
+
+
+class DigitsData(_DatasetBase):
+    kind: Literal["digits"]
+
+
+class BreastCancerData(_DatasetBase):
+    kind: Literal["breast_cancer"]
+
+
+class LibsvmData(_DatasetBase):
+    kind: Literal["libsvm"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: str) -> str:
+        if not Path(path).is_file():
+            raise ValueError(f"data file not found: {path}")
+        return path
+
+
+DatasetConfig = Annotated[
+    Union[SyntheticData, DigitsData, BreastCancerData, LibsvmData], Field(discriminator="kind")
+]
+
+
+class IidPartition(Section):
+    kind: Literal["iid"] = "iid"
+
+
+class DirichletPartition(Section):
+    kind: Literal["dirichlet"]
+    alpha: PositiveFloat = 0.5
+
+
+class ShardsPartition(Section):
+    kind: Literal["shards"]
+    classes_per_node: Annotated[int, Field(ge=1)] = 2
+
+
+PartitionConfig = Annotated[
+    Union[IidPartition, DirichletPartition, ShardsPartition], Field(discriminator="kind")
+]
+
+
+class ObjectiveConfig(Section):
+    """The training problem: model family, data, how it is split across nodes, batch size."""
+
+    kind: Literal["least_squares", "logistic", "softmax", "mlp"] = "logistic"
+    dataset: DatasetConfig = Field(default_factory=SyntheticData)
+    partition: PartitionConfig = Field(default_factory=IidPartition)
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    l2: NonNegFloat = 0.0
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
+    activation: Literal["relu", "tanh"] = "relu"
+
+    @field_validator("hidden")
+    @classmethod
+    def _layers(cls, hidden: list[int]) -> list[int]:
+        if not 1 <= len(hidden) <= 2:
+            raise ValueError(f"the MLP supports 1 or 2 hidden layers, got {len(hidden)}")
+        return hidden
+
+    @property
+    def task(self) -> str:
+        return {
+            "least_squares": "regression",
+            "logistic": "binary",
+            "softmax": "multiclass",
+            "mlp": "multiclass",
+        }[self.kind]
+
+
+# --------------------------------------------------------------------------------------------
+# topology
+
+
+class _TopologyBase(Section):
+    n: Annotated[int, Field(ge=2)] = 16
+
+
+class RingTopology(_TopologyBase):
+    kind: Literal["ring"]
+
+
+class TorusTopology(_TopologyBase):
+    kind: Literal["torus"]
+    rows: Annotated[int, Field(ge=3)] | None = None
+
+
+class CompleteTopology(_TopologyBase):
+    kind: Literal["complete"]
+
+
+class HypercubeTopology(_TopologyBase):
+    kind: Literal["hypercube"]
+
+
+class RandomRegularTopology(_TopologyBase):
+    kind: Literal["random_regular"]
+    degree: Annotated[int, Field(ge=1)] = 4
+
+
+class ErdosRenyiTopology(_TopologyBase):
+    kind: Literal["erdos_renyi"]
+    p: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class SmallWorldTopology(_TopologyBase):
+    kind: Literal["small_world"]
+    k: Annotated[int, Field(ge=2)] = 4
+    p: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+
+class StarTopology(_TopologyBase):
+    kind: Literal["star"]
+
+
+class EdgeListTopology(_TopologyBase):
+    kind: Literal["edge_list"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: str) -> str:
+        if not Path(path).is_file():
+            raise ValueError(f"edge list file not found: {path}")
+        return path
+
+
+TopologyConfig = Annotated[
+    Union[
+        RingTopology,
+        TorusTopology,
+        CompleteTopology,
+        HypercubeTopology,
+        RandomRegularTopology,
+        ErdosRenyiTopology,
+        SmallWorldTopology,
+        StarTopology,
+        EdgeListTopology,
+    ],
+    Field(discriminator="kind"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# compute (timing) and network
+
+
+class NoHeterogeneity(Section):
+    kind: Literal["none"] = "none"
+
+
+class LognormalHeterogeneity(Section):
+    kind: Literal["lognormal"]
+    sigma: NonNegFloat = 0.3
+
+
+class UniformHeterogeneity(Section):
+    kind: Literal["uniform"]
+    low: PositiveFloat = 0.5
+    high: PositiveFloat = 1.5
+
+    @model_validator(mode="after")
+    def _order(self) -> UniformHeterogeneity:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+HeterogeneityConfig = Annotated[
+    Union[NoHeterogeneity, LognormalHeterogeneity, UniformHeterogeneity],
+    Field(discriminator="kind"),
+]
+
+
+class StragglerConfig(Section):
+    """A fraction of nodes slowed by a factor, always (persistent) or in on/off episodes."""
+
+    fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    slowdown: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 5.0
+    mode: Literal["persistent", "transient"] = "persistent"
+    period: PositiveFloat | None = None
+
+
+class _ComputeBase(Section):
+    mean: PositiveFloat = 1.0
+    heterogeneity: HeterogeneityConfig = Field(default_factory=NoHeterogeneity)
+    stragglers: StragglerConfig = Field(default_factory=StragglerConfig)
+
+
+class ConstantCompute(_ComputeBase):
+    kind: Literal["constant"]
+
+
+class ExponentialCompute(_ComputeBase):
+    kind: Literal["exponential"]
+
+
+class ShiftedExponentialCompute(_ComputeBase):
+    kind: Literal["shifted_exponential"]
+    shift: NonNegFloat = 0.5
+
+    @model_validator(mode="after")
+    def _shift_below_mean(self) -> ShiftedExponentialCompute:
+        if self.shift >= self.mean:
+            raise ValueError(f"shift ({self.shift}) must be below mean ({self.mean})")
+        return self
+
+
+class LognormalCompute(_ComputeBase):
+    kind: Literal["lognormal"]
+    sigma: NonNegFloat = 0.5
+
+
+class ParetoCompute(_ComputeBase):
+    kind: Literal["pareto"]
+    alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 3.0
+
+
+ComputeConfig = Annotated[
+    Union[
+        ConstantCompute,
+        ExponentialCompute,
+        ShiftedExponentialCompute,
+        LognormalCompute,
+        ParetoCompute,
+    ],
+    Field(discriminator="kind"),
+]
+
+
+class NetworkConfig(Section):
+    """Message time = latency + bits / bandwidth (seconds, bits per second)."""
+
+    latency: NonNegFloat = 0.0
+    bandwidth: Annotated[float, Field(gt=0)] = 1.0e9
+
+
+# --------------------------------------------------------------------------------------------
+# algorithm pieces
+
+
+class FixedLocalSteps(Section):
+    kind: Literal["fixed"]
+    value: Annotated[int, Field(ge=1)] = 1
+
+
+class GeometricLocalSteps(Section):
+    """H drawn per interaction from a geometric distribution on {1, 2, ...} with this mean."""
+
+    kind: Literal["geometric"]
+    mean: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
+
+
+LocalStepsConfig = Annotated[
+    Union[FixedLocalSteps, GeometricLocalSteps], Field(discriminator="kind")
+]
+
+
+class NoQuantizer(Section):
+    kind: Literal["none"] = "none"
+
+
+class StochasticQuantizer(Section):
+    kind: Literal["stochastic"]
+    bits: Annotated[int, Field(ge=2, le=32)] = 8
+
+
+class LatticeQuantizer(Section):
+    kind: Literal["lattice"]
+    bits: Annotated[int, Field(ge=1, le=32)] = 8
+    epsilon: PositiveFloat = 1.0e-3
+    dither: bool = True
+
+
+QuantizerConfig = Annotated[
+    Union[NoQuantizer, StochasticQuantizer, LatticeQuantizer], Field(discriminator="kind")
+]
+
+
+# --------------------------------------------------------------------------------------------
+# algorithms (one config model each; the union below is the registry the loader validates)
+
+
+class SwarmSGDConfig(Section):
+    """SwarmSGD: H local steps, then a (quantized, possibly non-blocking) pairwise average."""
+
+    kind: Literal["swarmsgd"]
+    lr: NonNegFloat = 0.05
+    local_steps: LocalStepsConfig = Field(default_factory=lambda: FixedLocalSteps(kind="fixed"))
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
+    nonblocking: bool = False
+
+
+ALGORITHM_CONFIGS: tuple[type[Section], ...] = (SwarmSGDConfig,)
+AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------------------------
+# stop, record, the whole run
+
+
+class StopConfig(Section):
+    """Stop rules: the run ends at whichever comes first."""
+
+    time: PositiveFloat | None = None
+    interactions: Annotated[int, Field(ge=1)] | None = None
+    epochs: PositiveFloat | None = None
+    target_loss: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StopConfig:
+        if self.time is None and self.interactions is None and self.epochs is None:
+            raise ValueError(
+                "set at least one of stop.time, stop.interactions or stop.epochs "
+                "(target_loss alone may never be reached)"
+            )
+        return self
+
+
+class RecordConfig(Section):
+    """Recording grid in simulated seconds (first row at 0, last at the stop)."""
+
+    every: PositiveFloat = 1.0
+
+
+class RunConfig(Section):
+    """One simulation run, fully described."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)]
+    seed: Annotated[int, Field(ge=0)] = 0
+    init: InitConfig = Field(default_factory=InitConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    topology: TopologyConfig = Field(default_factory=lambda: RingTopology(kind="ring"))
+    compute: ComputeConfig = Field(default_factory=lambda: ConstantCompute(kind="constant"))
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    algorithm: AlgorithmConfig
+    stop: StopConfig
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    sweep: dict[str, Any] | None = None
+    _source: ConfigSource | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> ConfigSource | None:
+        """Where this config came from (file, line of each key, overridden keys), if known."""
+        return self._source
+
+    def resolved(self) -> dict[str, Any]:
+        """All values with defaults filled in, as plain data (the sweep section dropped)."""
+        return self.model_dump(mode="json", exclude={"sweep"})
+
+
+# --------------------------------------------------------------------------------------------
+# loading: YAML positions, overrides, readable errors
+
+
+class ConfigSource:
+    """The file a config was read from, the line of each key path, and the --set keys."""
+
+    def __init__(
+        self,
+        path: str,
+        positions: dict[tuple[str | int, ...], int] | None = None,
+        overridden: set[tuple[str, ...]] | None = None,
+    ) -> None:
+        self.path = path
+        self.positions = positions or {}
+        self.overridden = overridden or set()
+
+    def locate(self, path: tuple[Any, ...]) -> str:
+        """``file:line`` of the nearest key on ``path`` (or ``--set`` if it was overridden)."""
+        string_path = tuple(str(p) for p in path)
+        if any(string_path[: len(o)] == o for o in self.overridden):
+            return "--set"
+        probe: tuple[Any, ...] = tuple(path)
+        while probe and probe not in self.positions:
+            probe = probe[:-1]
+        line = self.positions.get(probe)
+        return f"{self.path}:{line}" if line is not None else self.path
+
+
+class ConfigError(ValueError):
+    """A configuration problem; ``str()`` lists one ``where: field: message`` line per issue."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _yaml_positions(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each key path in a YAML document to the 1-based line where it appears."""
+    positions: dict[tuple[str | int, ...], int] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                positions[child] = key_node.start_mark.line + 1
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                positions[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    if root is not None:
+        positions[()] = root.start_mark.line + 1
+        walk(root, ())
+    return positions
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value in YAML syntax) into (["a", "b", "c"], value)."""
+    if "=" not in text:
+        raise ConfigError([f"--set {text}: expected KEY=VALUE, e.g. algorithm.lr=0.02"])
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError([f"--set {text}: empty key"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"--set {text}: value is not valid YAML ({exc})"]) from None
+    return parts, value
+
+
+def apply_override(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Set a dotted key in nested dicts, creating intermediate sections as needed."""
+    node = data
+    for index, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: index + 1])
+            raise ConfigError([f"--set {'.'.join(parts)}: {where} is not a section"])
+        node = child
+    node[parts[-1]] = value
+
+
+def _union_members(annotation: Any) -> dict[str, type[BaseModel]] | None:
+    """For a discriminated union of models, map each ``kind`` tag to its model."""
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) is Annotated:
+        return _union_members(args[0])
+    if typing.get_origin(annotation) is Union:
+        members: dict[str, type[BaseModel]] = {}
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and "kind" in arg.model_fields:
+                tags = typing.get_args(arg.model_fields["kind"].annotation)
+                for tag in tags:
+                    members[str(tag)] = arg
+        return members or None
+    return None
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel] | None]:
+    """Drop union tags from a pydantic error location; return it and the innermost model."""
+    model: type[BaseModel] | None = RunConfig
+    path: list[Any] = []
+    pending_union: dict[str, type[BaseModel]] | None = None
+    for item in loc:
+        if pending_union is not None and isinstance(item, str) and item in pending_union:
+            model = pending_union[item]
+            pending_union = None
+            continue
+        pending_union = None
+        path.append(item)
+        if model is None or not isinstance(item, str) or item not in model.model_fields:
+            model = None
+            continue
+        field = model.model_fields[item]
+        annotation = field.annotation
+        if field.discriminator and isinstance(annotation, type):  # a one-member union collapses
+            annotation = Union[annotation, None]  # noqa: UP007
+        members = _union_members(annotation)
+        if members:
+            pending_union = members
+            model = None
+        else:
+            model = _model_of(annotation)
+    return tuple(path), model
+
+
+def _parent_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    _, model = _resolve_loc(loc[:-1])
+    return model
+
+
+def _format_errors(error: ValidationError, source: ConfigSource) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        path, _ = _resolve_loc(loc)
+        dotted = ".".join(str(p) for p in path) or "<root>"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            parent = _parent_model(loc)
+            key = str(path[-1]) if path else ""
+            message = f"unknown key '{key}'"
+            if parent is not None:
+                valid = sorted(k for k in parent.model_fields)
+                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+                message += f" (did you mean '{close[0]}'?)" if close else ""
+                message += f"; valid keys: {', '.join(valid)}"
+        elif item["type"] == "union_tag_invalid":
+            tags = item.get("ctx", {}).get("expected_tags", "")
+            found = item.get("ctx", {}).get("tag", "?")
+            message = f"unknown kind '{found}'; valid kinds: {tags}"
+            path = (*path, "kind")
+            dotted = ".".join(str(p) for p in path)
+        elif item["type"] == "union_tag_not_found":
+            message = "missing 'kind'"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        problems.append(f"{source.locate(path)}: {dotted}: {message}")
+    return problems
+
+
+def validate_data(data: Any, source: ConfigSource | None = None) -> RunConfig:
+    """Validate plain data into a RunConfig, raising ConfigError with located messages."""
+    source = source or ConfigSource("<config>")
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source.path}: the config must be a mapping of sections"])
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    config._source = source
+    return config
+
+
+def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    """Read a YAML file; return its data and the line of every key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found"])
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        positions = _yaml_positions(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    return data, positions
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate a YAML config, applying ``--set`` style overrides first."""
+    data, positions = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
+    overridden: set[tuple[str, ...]] = set()
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        apply_override(data, parts, value)
+        overridden.add(tuple(parts))
+    return validate_data(data, ConfigSource(str(path), positions, overridden))
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    """The resolved config as YAML text (loads back to an equal RunConfig)."""
+    return yaml.safe_dump(config.resolved(), sort_keys=False)

@@ -1,0 +1,94 @@
+"""The training problem of a run: objective, dataset, per-node shards and initial models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gossipsim.config import RunConfig
+from gossipsim.data import Dataset, load_dataset, partition
+from gossipsim.objectives import Objective, make_objective
+from gossipsim.rng import Streams
+
+
+@dataclass
+class Problem:
+    """Everything numeric a run needs that does not change during it."""
+
+    objective: Objective
+    dataset: Dataset
+    shard_X: list[np.ndarray]
+    shard_y: list[np.ndarray]
+    batch_size: int
+
+    @property
+    def n_train(self) -> int:
+        return int(self.dataset.X_train.shape[0])
+
+    def training_loss(self, w: np.ndarray) -> float:
+        """The full training objective at ``w`` (mean over all training samples + L2)."""
+        return float(self.objective.loss(w, self.dataset.X_train, self.dataset.y_train))
+
+    def test_accuracy(self, w: np.ndarray) -> float:
+        """Held-out accuracy at ``w``; NaN when the objective has none or no test split."""
+        if not self.objective.has_accuracy or self.dataset.X_test.shape[0] == 0:
+            return float("nan")
+        return float(self.objective.accuracy(w, self.dataset.X_test, self.dataset.y_test))
+
+
+def build_problem(config: RunConfig, n_nodes: int, streams: Streams) -> Problem:
+    """Load the dataset, build the objective and split the training set across nodes."""
+    obj = config.objective
+    ds = obj.dataset
+    dataset = load_dataset(
+        ds.kind,
+        obj.task,
+        streams.generator("data"),
+        n_samples=getattr(ds, "n_samples", 10000),
+        n_features=getattr(ds, "n_features", 20),
+        n_classes=getattr(ds, "n_classes", 10),
+        noise=getattr(ds, "noise", 0.1),
+        path=getattr(ds, "path", None),
+        test_fraction=ds.test_fraction,
+        standardize=ds.standardize,
+    )
+    objective = make_objective(
+        obj.kind,
+        n_features=dataset.X_train.shape[1],
+        n_classes=dataset.n_classes,
+        l2=obj.l2,
+        hidden=list(obj.hidden),
+        activation=obj.activation,
+    )
+    part = obj.partition
+    shards = partition(
+        dataset.y_train,
+        n_nodes,
+        part.kind,
+        streams.generator("partition"),
+        alpha=getattr(part, "alpha", 0.5),
+        classes_per_node=getattr(part, "classes_per_node", 2),
+        task=dataset.task,
+    )
+    return Problem(
+        objective=objective,
+        dataset=dataset,
+        shard_X=[np.ascontiguousarray(dataset.X_train[idx]) for idx in shards],
+        shard_y=[np.ascontiguousarray(dataset.y_train[idx]) for idx in shards],
+        batch_size=obj.batch_size,
+    )
+
+
+def initial_models(config: RunConfig, problem: Problem, n_nodes: int, streams: Streams) -> np.ndarray:
+    """The ``(n, d)`` matrix of initial node models from the ``init`` section."""
+    init = config.init
+    dim = problem.objective.dim
+    if init.kind == "zeros":
+        return np.zeros((n_nodes, dim))
+    if init.identical:
+        shared = problem.objective.init_params(streams.generator("init"), init.scale)
+        return np.tile(shared, (n_nodes, 1))
+    return np.stack(
+        [problem.objective.init_params(streams.generator("init", i), init.scale) for i in range(n_nodes)]
+    )

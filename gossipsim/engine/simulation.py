@@ -1,0 +1,181 @@
+"""The SimPy side of a run: environment, recorder on the sim-time grid, counters, stop rules.
+
+Algorithms plug in by starting node processes on a :class:`Simulation`; the simulation
+knows nothing about which algorithm runs. Timing never depends on model values: processes
+decide *when* things happen from their own timing streams and submit operations to the
+executor, which applies the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import simpy
+
+from gossipsim.config import RunConfig
+from gossipsim.engine.executor import Operation, SequentialExecutor
+from gossipsim.engine.problem import Problem
+from gossipsim.metrics import consensus_distance, mean_model
+from gossipsim.rng import Streams
+from gossipsim.timing import ComputeModel, Network
+from gossipsim.topology import neighbour_table
+
+METRIC_COLUMNS = (
+    "time",
+    "interactions",
+    "loss",
+    "accuracy",
+    "consensus",
+    "bits",
+    "epochs",
+    "local_steps",
+    "messages",
+    "decode_failures",
+    "idle_time",
+)
+
+
+@dataclass
+class RunOutcome:
+    """What a finished simulation reports: metric rows, how it ended, and summary facts."""
+
+    rows: list[dict[str, float]]
+    status: str  # complete | diverged
+    stop_reason: str  # time | interactions | epochs | target_loss | diverged
+    end_time: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulation:
+    """One run's event loop. Algorithms call :meth:`submit`, :meth:`count_*` and read timing."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        problem: Problem,
+        graph: nx.Graph,
+        models: np.ndarray,
+        compute: ComputeModel,
+        network: Network,
+        executor: SequentialExecutor,
+        streams: Streams,
+        progress: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.problem = problem
+        self.graph = graph
+        self.neighbours = neighbour_table(graph)
+        self.n = models.shape[0]
+        self.models = models
+        self.compute = compute
+        self.network = network
+        self.executor = executor
+        self.streams = streams
+        self.env = simpy.Environment()
+        self.interactions = 0
+        self.local_steps = 0
+        self.samples = 0
+        self.idle_time = 0.0
+        self.rows: list[dict[str, float]] = []
+        self._stop_event = self.env.event()
+        self._stop_reason: str | None = None
+        self._progress = progress
+
+    # -- used by algorithms ----------------------------------------------------------------
+
+    def submit(self, op: Operation) -> None:
+        self.executor.submit(op)
+
+    def count_local_steps(self, node: int, steps: int) -> None:
+        """Account for ``steps`` minibatch steps of ``node`` (drives the epochs stop rule)."""
+        self.local_steps += steps
+        batch = min(self.problem.batch_size, self.problem.shard_y[node].shape[0])
+        self.samples += steps * batch
+        stop = self.config.stop
+        if stop.epochs is not None and self.epochs >= stop.epochs:
+            self.request_stop("epochs")
+
+    def count_interaction(self) -> None:
+        """One completed pairwise average (drives the interactions stop rule)."""
+        self.interactions += 1
+        stop = self.config.stop
+        if stop.interactions is not None and self.interactions >= stop.interactions:
+            self.request_stop("interactions")
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop_event.triggered:
+            self._stop_reason = reason
+            self._stop_event.succeed()
+
+    @property
+    def epochs(self) -> float:
+        return self.samples / self.problem.n_train
+
+    # -- recording -------------------------------------------------------------------------
+
+    def record(self) -> dict[str, float]:
+        self.executor.flush()
+        mu = mean_model(self.models)
+        counters = self.executor.counters
+        row = {
+            "time": float(self.env.now),
+            "interactions": self.interactions,
+            "loss": self.problem.training_loss(mu),
+            "accuracy": self.problem.test_accuracy(mu),
+            "consensus": consensus_distance(self.models),
+            "bits": counters.bits,
+            "epochs": self.epochs,
+            "local_steps": self.local_steps,
+            "messages": counters.messages,
+            "decode_failures": counters.decode_failures,
+            "idle_time": self.idle_time,
+        }
+        self.rows.append(row)
+        if self._progress is not None:
+            self._progress(row)
+        return row
+
+    def _recorder(self):
+        every = self.config.record.every
+        target = self.config.stop.target_loss
+        step = 0
+        while True:
+            row = self.record()
+            if not (math.isfinite(row["loss"]) and math.isfinite(row["consensus"])):
+                self.request_stop("diverged")
+            elif target is not None and row["loss"] <= target:
+                self.request_stop("target_loss")
+            step += 1
+            # Multiply rather than accumulate so the grid does not drift.
+            yield self.env.timeout(step * every - self.env.now)
+
+    def _timer(self, horizon: float):
+        yield self.env.timeout(horizon)
+        self.request_stop("time")
+
+    # -- run -------------------------------------------------------------------------------
+
+    def run(self, start_processes: Callable[[Simulation], None]) -> RunOutcome:
+        """Start the algorithm's processes and the recorder; run until a stop rule fires."""
+        start_processes(self)
+        self.env.process(self._recorder())
+        if self.config.stop.time is not None:
+            self.env.process(self._timer(self.config.stop.time))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self.env.run(until=self._stop_event)
+            if self.rows[-1]["time"] < self.env.now:
+                last = self.record()
+                if not (math.isfinite(last["loss"]) and math.isfinite(last["consensus"])):
+                    self._stop_reason = "diverged"
+        reason = self._stop_reason or "time"
+        return RunOutcome(
+            rows=self.rows,
+            status="diverged" if reason == "diverged" else "complete",
+            stop_reason=reason,
+            end_time=float(self.env.now),
+        )

@@ -1,0 +1,156 @@
+"""From a validated config to a finished run: build the pieces, simulate, report.
+
+Errors raised while building (a disconnected graph, a data file with a bad line, a size
+that does not fit the topology) are turned into :class:`ConfigError` naming the field
+and, when the config came from YAML, its file and line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from gossipsim.algorithms import get_algorithm
+from gossipsim.config import ConfigError, ConfigSource, NoQuantizer, RunConfig
+from gossipsim.engine.executor import SequentialExecutor
+from gossipsim.engine.problem import Problem, build_problem, initial_models
+from gossipsim.engine.simulation import RunOutcome, Simulation
+from gossipsim.quantize import make_quantizer
+from gossipsim.rng import Streams
+from gossipsim.timing import ComputeModel, Network
+from gossipsim.topology import build_graph, spectral_gap
+
+_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
+
+
+@dataclass
+class Prepared:
+    """The built, not yet simulated, pieces of a run."""
+
+    config: RunConfig
+    streams: Streams
+    graph: nx.Graph
+    problem: Problem
+    compute: ComputeModel
+    network: Network
+    spectral_gap: float
+
+
+def _located(config: RunConfig, section: str, error: Exception) -> ConfigError:
+    """A builder's error as a ConfigError pointing at the field it names (or the section)."""
+    message = str(error)
+    match = _FIELD_PREFIX.match(message)
+    if match:
+        field = match.group(1)
+        message = message[match.end() :]
+    else:
+        field = section
+    source = config.source or ConfigSource("<config>")
+    return ConfigError([f"{source.locate(tuple(field.split('.')))}: {field}: {message}"])
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Build the graph, data, objective and timing models; raise ConfigError on bad input."""
+    streams = Streams(config.seed)
+    topo = config.topology
+    try:
+        graph = build_graph(
+            topo.kind,
+            topo.n,
+            streams.generator("topology"),
+            degree=getattr(topo, "degree", 4),
+            p=getattr(topo, "p", 0.1),
+            k=getattr(topo, "k", 4),
+            rows=getattr(topo, "rows", None),
+            path=getattr(topo, "path", None),
+        )
+    except ValueError as exc:
+        raise _located(config, "topology", exc) from None
+    try:
+        problem = build_problem(config, topo.n, streams)
+    except ValueError as exc:
+        raise _located(config, "objective", exc) from None
+    comp = config.compute
+    try:
+        compute = ComputeModel(
+            topo.n,
+            comp.kind,
+            streams.generator("timing/heterogeneity"),
+            mean=comp.mean,
+            sigma=getattr(comp, "sigma", 0.0),
+            shift=getattr(comp, "shift", 0.0),
+            alpha=getattr(comp, "alpha", 3.0),
+            heterogeneity=comp.heterogeneity.model_dump(),
+            stragglers=comp.stragglers.model_dump(),
+        )
+        network = Network(config.network.latency, config.network.bandwidth)
+    except ValueError as exc:
+        raise _located(config, "compute", exc) from None
+    return Prepared(config, streams, graph, problem, compute, network, spectral_gap(graph))
+
+
+def simulate(
+    prepared: Prepared, progress: Callable[[dict[str, float]], None] | None = None
+) -> tuple[RunOutcome, Simulation]:
+    """Run the simulation of a prepared config."""
+    config = prepared.config
+    algorithm = config.algorithm
+    quantizer_config = getattr(algorithm, "quantizer", NoQuantizer())
+    quantizer = make_quantizer(**quantizer_config.model_dump())
+    n = config.topology.n
+    models = initial_models(config, prepared.problem, n, prepared.streams)
+    executor = SequentialExecutor(
+        models,
+        prepared.problem,
+        lr=algorithm.lr,
+        quantizer=quantizer,
+        streams=prepared.streams,
+        buffers=bool(getattr(algorithm, "nonblocking", False)),
+    )
+    sim = Simulation(
+        config,
+        prepared.problem,
+        prepared.graph,
+        models,
+        prepared.compute,
+        prepared.network,
+        executor,
+        prepared.streams,
+        progress=progress,
+    )
+    outcome = sim.run(get_algorithm(algorithm.kind))
+    return outcome, sim
+
+
+def run_summary(prepared: Prepared, outcome: RunOutcome, wall_time: float) -> dict[str, Any]:
+    """Facts about a finished run for ``meta.json``."""
+    last = outcome.rows[-1]
+    return {
+        "status": outcome.status,
+        "stop_reason": outcome.stop_reason,
+        "end_time": outcome.end_time,
+        "wall_time": wall_time,
+        "n_nodes": prepared.config.topology.n,
+        "dim": prepared.problem.objective.dim,
+        "edges": prepared.graph.number_of_edges(),
+        "spectral_gap": prepared.spectral_gap,
+        "n_train": prepared.problem.n_train,
+        "n_test": int(prepared.problem.dataset.X_test.shape[0]),
+        "final": {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in last.items()},
+    }
+
+
+def execute(
+    config: RunConfig, progress: Callable[[dict[str, float]], None] | None = None
+) -> tuple[RunOutcome, dict[str, Any]]:
+    """Prepare and simulate; return the outcome and the meta summary."""
+    started = time.perf_counter()
+    prepared = prepare(config)
+    outcome, _ = simulate(prepared, progress)
+    return outcome, run_summary(prepared, outcome, time.perf_counter() - started)

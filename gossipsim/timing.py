@@ -1,0 +1,283 @@
+"""Timing models: per-node compute time of local SGD steps (with heterogeneity and
+stragglers) and the latency/bandwidth cost of messages.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["COMPUTE_KINDS", "ComputeModel", "Network", "TimingError"]
+
+COMPUTE_KINDS = ("constant", "exponential", "shifted_exponential", "lognormal", "pareto")
+HETEROGENEITY_KINDS = ("none", "lognormal", "uniform")
+STRAGGLER_MODES = ("persistent", "transient")
+
+
+class TimingError(ValueError):
+    """An invalid timing parameter; the message names the offending field."""
+
+
+def _number(field: str, v: Any) -> float:
+    if isinstance(v, bool):
+        raise TimingError(f"{field} must be a number, got {v!r}")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TimingError(f"{field} must be a number, got {v!r}") from None
+    if math.isnan(f):
+        raise TimingError(f"{field} must be a number, got {v!r}")
+    return f
+
+
+def _finite(field: str, v: Any) -> float:
+    f = _number(field, v)
+    if not math.isfinite(f):
+        raise TimingError(f"{field} must be finite, got {v!r}")
+    return f
+
+
+def _check_keys(field: str, spec: dict, allowed: set[str]) -> None:
+    if not isinstance(spec, dict):
+        raise TimingError(f"{field} must be a mapping, got {spec!r}")
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise TimingError(f"{field}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
+
+
+class ComputeModel:
+    """Compute time of local steps, per node.
+
+    A step of node ``i`` takes ``factors[i] * X`` (times ``slowdown`` if the step starts in a
+    transient slow period), where ``X`` is drawn from the base distribution ``kind`` whose
+    mean is ``mean``:
+
+    * ``constant``: ``X = mean``;
+    * ``exponential``: ``X ~ Exp(mean)``;
+    * ``shifted_exponential``: ``X = shift + Exp(mean - shift)``, ``0 <= shift < mean``;
+    * ``lognormal``: ``X = exp(N(mu, sigma^2))``, ``mu = ln(mean) - sigma^2/2``
+      (``sigma = 0`` is ``constant``);
+    * ``pareto``: classical Pareto with ``alpha > 1`` and ``x_m = mean (alpha-1)/alpha``.
+
+    ``heterogeneity`` (persistent per-node speed factors, drawn once from ``rng``):
+    ``{"kind": "none"}``, ``{"kind": "lognormal", "sigma": s}`` (factor
+    ``exp(N(-s^2/2, s^2))``, mean 1) or ``{"kind": "uniform", "low": a, "high": b}``.
+
+    ``stragglers``: ``{"fraction": f, "slowdown": c, "mode": "persistent" | "transient",
+    "period": T}``. Persistent: ``round(f n)`` nodes chosen with ``rng`` are always ``c``
+    times slower (included in ``factors``, listed in ``straggler_nodes``). Transient: every
+    node alternates normal and slow periods (exponential durations with means
+    ``T (1-f)/f`` and ``T``; ``T`` defaults to ``10 * mean``), so it is slow a fraction
+    ``f`` of the time; a step is slowed iff it starts in a slow period. The on/off process
+    of a node is initialised (from its stationary law) at its first :meth:`duration` call
+    and driven by the generator passed to that call, which must be the node's own timing
+    stream; calls for one node must come with non-decreasing ``now``.
+    ``straggler_nodes`` is empty in transient mode.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        kind: str,
+        rng: np.random.Generator,
+        *,
+        mean: float = 1.0,
+        sigma: float = 0.5,
+        shift: float = 0.0,
+        alpha: float = 3.0,
+        heterogeneity: dict | None = None,
+        stragglers: dict | None = None,
+    ) -> None:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise TimingError(f"n (number of nodes) must be an integer >= 1, got {n!r}")
+        if kind not in COMPUTE_KINDS:
+            raise TimingError(
+                f"compute.kind: unknown distribution {kind!r}; valid: {', '.join(COMPUTE_KINDS)}"
+            )
+        self.n = int(n)
+        self.kind = kind
+        self.mean = _finite("compute.mean", mean)
+        if self.mean <= 0:
+            raise TimingError(f"compute.mean must be > 0, got {mean!r}")
+        self.sigma = _finite("compute.sigma", sigma)
+        if self.sigma < 0:
+            raise TimingError(f"compute.sigma must be >= 0, got {sigma!r}")
+        self.shift = _finite("compute.shift", shift)
+        if self.shift < 0:
+            raise TimingError(f"compute.shift must be >= 0, got {shift!r}")
+        if kind == "shifted_exponential" and self.shift >= self.mean:
+            raise TimingError(f"compute.shift must be < compute.mean = {self.mean}, got {shift!r}")
+        self.alpha = _finite("compute.alpha", alpha)
+        if self.alpha <= 1:
+            raise TimingError(f"compute.alpha must be > 1 (finite mean), got {alpha!r}")
+
+        self.factors = self._heterogeneity(heterogeneity or {"kind": "none"}, rng)
+        self._init_stragglers(stragglers, rng)
+
+    # -- construction helpers -------------------------------------------------------------
+
+    def _heterogeneity(self, spec: dict, rng: np.random.Generator) -> np.ndarray:
+        field = "compute.heterogeneity"
+        _check_keys(field, spec, {"kind", "sigma", "low", "high"})
+        hk = spec.get("kind", "none")
+        if hk not in HETEROGENEITY_KINDS:
+            raise TimingError(
+                f"{field}.kind: unknown kind {hk!r}; valid: {', '.join(HETEROGENEITY_KINDS)}"
+            )
+        if hk == "none":
+            return np.ones(self.n)
+        if hk == "lognormal":
+            s = _finite(f"{field}.sigma", spec.get("sigma", 0.5))
+            if s < 0:
+                raise TimingError(f"{field}.sigma must be >= 0, got {spec.get('sigma')!r}")
+            if s == 0:
+                return np.ones(self.n)
+            return np.exp(rng.normal(-0.5 * s * s, s, size=self.n))
+        if "low" not in spec or "high" not in spec:
+            raise TimingError(f"{field}: uniform needs both 'low' and 'high'")
+        low = _finite(f"{field}.low", spec["low"])
+        high = _finite(f"{field}.high", spec["high"])
+        if low <= 0:
+            raise TimingError(f"{field}.low must be > 0, got {spec['low']!r}")
+        if high < low:
+            raise TimingError(f"{field}.high must be >= {field}.low = {low}, got {spec['high']!r}")
+        return rng.uniform(low, high, size=self.n)
+
+    def _init_stragglers(self, spec: dict | None, rng: np.random.Generator) -> None:
+        field = "compute.stragglers"
+        spec = spec or {}
+        _check_keys(field, spec, {"fraction", "slowdown", "mode", "period"})
+        self.fraction = _finite(f"{field}.fraction", spec.get("fraction", 0.0))
+        if not 0.0 <= self.fraction <= 1.0:
+            raise TimingError(f"{field}.fraction must be in [0, 1], got {spec.get('fraction')!r}")
+        self.slowdown = _finite(f"{field}.slowdown", spec.get("slowdown", 1.0))
+        if self.slowdown < 1.0:
+            raise TimingError(f"{field}.slowdown must be >= 1, got {spec.get('slowdown')!r}")
+        self.mode = spec.get("mode", "persistent")
+        if self.mode not in STRAGGLER_MODES:
+            raise TimingError(
+                f"{field}.mode: unknown mode {self.mode!r}; valid: {', '.join(STRAGGLER_MODES)}"
+            )
+        period = spec.get("period")
+        self.period = 10.0 * self.mean if period is None else _finite(f"{field}.period", period)
+        if not self.period > 0:
+            raise TimingError(f"{field}.period must be > 0, got {period!r}")
+
+        self.straggler_nodes = np.zeros(0, dtype=np.int64)
+        # Transient state: is the node slow, and when does its current period end.
+        self._transient = self.mode == "transient" and self.fraction > 0 and self.slowdown > 1
+        self._slow = np.zeros(self.n, dtype=bool)
+        self._until = np.full(self.n, -math.inf)
+        self._last_now = np.full(self.n, -math.inf)
+        if self.mode == "persistent":
+            count = round(self.fraction * self.n)
+            if count > 0:
+                chosen = rng.choice(self.n, size=count, replace=False)
+                self.straggler_nodes = np.sort(chosen).astype(np.int64)
+                self.factors[self.straggler_nodes] *= self.slowdown
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` i.i.d. base step times (before factors and slowdowns)."""
+        k = self.kind
+        if k == "constant" or (k == "lognormal" and self.sigma == 0):
+            return np.full(size, self.mean)
+        if k == "exponential":
+            return rng.exponential(self.mean, size=size)
+        if k == "shifted_exponential":
+            return self.shift + rng.exponential(self.mean - self.shift, size=size)
+        if k == "lognormal":
+            mu = math.log(self.mean) - 0.5 * self.sigma**2
+            return rng.lognormal(mu, self.sigma, size=size)
+        x_m = self.mean * (self.alpha - 1.0) / self.alpha  # pareto
+        return x_m * (1.0 + rng.pareto(self.alpha, size=size))
+
+    def _period_mean(self, slow: bool) -> float:
+        if slow:
+            return self.period
+        return self.period * (1.0 - self.fraction) / self.fraction
+
+    def _advance(self, node: int, t: float, rng: np.random.Generator) -> None:
+        """Bring the node's on/off process to time ``t`` (so that ``until > t``)."""
+        if self._until[node] == -math.inf:  # first use: stationary initial state
+            if self.fraction >= 1.0:
+                self._slow[node], self._until[node] = True, math.inf
+                return
+            slow = bool(rng.random() < self.fraction)
+            self._slow[node] = slow
+            self._until[node] = t + rng.exponential(self._period_mean(slow))
+        while self._until[node] <= t:
+            slow = not self._slow[node]
+            self._slow[node] = slow
+            self._until[node] += rng.exponential(self._period_mean(slow))
+
+    def duration(self, node: int, steps: int, now: float, rng: np.random.Generator) -> float:
+        """Total time of ``steps`` consecutive local steps of ``node`` starting at ``now``.
+
+        Each step is an independent draw from ``rng`` (the node's own timing stream): the
+        ``steps`` base times are drawn in one vectorised call, then transient straggler
+        periods (if any) are advanced through the steps using the same generator.
+        """
+        if not 0 <= node < self.n:
+            raise IndexError(f"node {node} out of range 0..{self.n - 1}")
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if steps == 0:
+            return 0.0
+        times = self._draw(rng, steps) * self.factors[node]
+        if not self._transient:
+            return float(times.sum())
+        if now < self._last_now[node]:
+            raise ValueError(
+                f"node {node}: duration() called at now={now} before a previous call at "
+                f"{self._last_now[node]}; calls for one node must be in time order"
+            )
+        self._last_now[node] = now
+        elapsed = 0.0
+        i = 0
+        while i < steps:
+            self._advance(node, now + elapsed, rng)
+            seg = times[i:] * self.slowdown if self._slow[node] else times[i:]
+            ends = elapsed + np.cumsum(seg)
+            # Steps i, i+1, ... start at elapsed, ends[0], ends[1], ...; keep those that
+            # start before the current period ends (at least the first one).
+            starts_abs = now + np.concatenate(([elapsed], ends[:-1]))
+            cnt = max(1, int(np.searchsorted(starts_abs, self._until[node], side="left")))
+            elapsed = float(ends[cnt - 1])
+            i += cnt
+        return elapsed
+
+    def expected_step_times(self) -> np.ndarray:
+        """Expected time of one step, per node (long-run average for transient stragglers)."""
+        per_node = self.mean * self.factors
+        if self._transient:
+            per_node = per_node * (1.0 - self.fraction + self.fraction * self.slowdown)
+        return per_node
+
+    def mean_step_time(self) -> float:
+        """Mean over nodes of the expected step time (for progress and ETA estimates)."""
+        return float(self.expected_step_times().mean())
+
+
+class Network:
+    """Point-to-point message cost: ``latency + bits / bandwidth`` (seconds, bits/second)."""
+
+    def __init__(self, latency: float = 0.0, bandwidth: float = math.inf) -> None:
+        self.latency = _finite("network.latency", latency)
+        if self.latency < 0:
+            raise TimingError(f"network.latency must be >= 0, got {latency!r}")
+        self.bandwidth = _number("network.bandwidth", bandwidth)
+        if self.bandwidth <= 0:
+            raise TimingError(f"network.bandwidth must be > 0, got {bandwidth!r}")
+
+    def message_time(self, bits: float) -> float:
+        """Time to deliver a message of ``bits`` bits."""
+        if bits < 0:
+            raise ValueError(f"bits must be >= 0, got {bits}")
+        return self.latency + float(bits) / self.bandwidth
+
+    def __repr__(self) -> str:
+        return f"Network(latency={self.latency}, bandwidth={self.bandwidth})"
