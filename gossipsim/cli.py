@@ -6,14 +6,15 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from tqdm import tqdm
 
 from gossipsim.config import ConfigError, RunConfig, config_to_yaml, load_config
 
 
-def _progress_bar(config: RunConfig, quiet: bool) -> tuple[Callable[[dict], None] | None, tqdm | None]:
+def _progress_bar(
+    config: RunConfig, quiet: bool
+) -> tuple[Callable[[dict], None] | None, tqdm | None]:
     """A progress bar over whichever stop rule bounds the run (shown after one second)."""
     if quiet:
         return None, None
@@ -89,7 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "error": None,
     }
     path = write_run(
-        args.out, config.name, identifier, resolved, meta, metrics_table(outcome.rows, METRIC_COLUMNS)
+        args.out,
+        config.name,
+        identifier,
+        resolved,
+        meta,
+        metrics_table(outcome.rows, METRIC_COLUMNS),
     )
     last = outcome.rows[-1]
     accuracy = "" if last["accuracy"] != last["accuracy"] else f", accuracy {last['accuracy']:.4f}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -93,7 +94,7 @@ class LibsvmData(_DatasetBase):
 
 
 DatasetConfig = Annotated[
-    Union[SyntheticData, DigitsData, BreastCancerData, LibsvmData], Field(discriminator="kind")
+    SyntheticData | DigitsData | BreastCancerData | LibsvmData, Field(discriminator="kind")
 ]
 
 
@@ -112,7 +113,7 @@ class ShardsPartition(Section):
 
 
 PartitionConfig = Annotated[
-    Union[IidPartition, DirichletPartition, ShardsPartition], Field(discriminator="kind")
+    IidPartition | DirichletPartition | ShardsPartition, Field(discriminator="kind")
 ]
 
 
@@ -202,17 +203,17 @@ class EdgeListTopology(_TopologyBase):
 
 
 TopologyConfig = Annotated[
-    Union[
-        RingTopology,
-        TorusTopology,
-        CompleteTopology,
-        HypercubeTopology,
-        RandomRegularTopology,
-        ErdosRenyiTopology,
-        SmallWorldTopology,
-        StarTopology,
-        EdgeListTopology,
-    ],
+    (
+        RingTopology
+        | TorusTopology
+        | CompleteTopology
+        | HypercubeTopology
+        | RandomRegularTopology
+        | ErdosRenyiTopology
+        | SmallWorldTopology
+        | StarTopology
+        | EdgeListTopology
+    ),
     Field(discriminator="kind"),
 ]
 
@@ -243,7 +244,7 @@ class UniformHeterogeneity(Section):
 
 
 HeterogeneityConfig = Annotated[
-    Union[NoHeterogeneity, LognormalHeterogeneity, UniformHeterogeneity],
+    NoHeterogeneity | LognormalHeterogeneity | UniformHeterogeneity,
     Field(discriminator="kind"),
 ]
 
@@ -293,13 +294,13 @@ class ParetoCompute(_ComputeBase):
 
 
 ComputeConfig = Annotated[
-    Union[
-        ConstantCompute,
-        ExponentialCompute,
-        ShiftedExponentialCompute,
-        LognormalCompute,
-        ParetoCompute,
-    ],
+    (
+        ConstantCompute
+        | ExponentialCompute
+        | ShiftedExponentialCompute
+        | LognormalCompute
+        | ParetoCompute
+    ),
     Field(discriminator="kind"),
 ]
 
@@ -327,9 +328,7 @@ class GeometricLocalSteps(Section):
     mean: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
 
 
-LocalStepsConfig = Annotated[
-    Union[FixedLocalSteps, GeometricLocalSteps], Field(discriminator="kind")
-]
+LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discriminator="kind")]
 
 
 class NoQuantizer(Section):
@@ -349,7 +348,7 @@ class LatticeQuantizer(Section):
 
 
 QuantizerConfig = Annotated[
-    Union[NoQuantizer, StochasticQuantizer, LatticeQuantizer], Field(discriminator="kind")
+    NoQuantizer | StochasticQuantizer | LatticeQuantizer, Field(discriminator="kind")
 ]
 
 
@@ -368,7 +367,7 @@ class SwarmSGDConfig(Section):
 
 
 ALGORITHM_CONFIGS: tuple[type[Section], ...] = (SwarmSGDConfig,)
-AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]
+AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]  # noqa: UP007
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,7 +517,7 @@ def _union_members(annotation: Any) -> dict[str, type[BaseModel]] | None:
     args = typing.get_args(annotation)
     if args and typing.get_origin(annotation) is Annotated:
         return _union_members(args[0])
-    if typing.get_origin(annotation) is Union:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
         members: dict[str, type[BaseModel]] = {}
         for arg in args:
             if isinstance(arg, type) and issubclass(arg, BaseModel) and "kind" in arg.model_fields:

@@ -44,7 +44,9 @@ def _labels(configs: Sequence[dict[str, Any]]) -> list[str]:
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
     if not varying:
-        return [f"{c.get('algorithm', {}).get('kind', 'run')} seed {c.get('seed')}" for c in configs]
+        return [
+            f"{c.get('algorithm', {}).get('kind', 'run')} seed {c.get('seed')}" for c in configs
+        ]
     return [", ".join(f"{k}={f.get(k)}" for k in varying) for f in flats]
 
 
@@ -61,7 +63,7 @@ def plot_runs(
             valid = ", ".join(loaded[0][2].column_names)
             raise ValueError(f"unknown column '{column}'; available: {valid}")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (config, meta, table), label in zip(loaded, _labels([c for c, _, _ in loaded]), strict=True):
+    for (_, meta, table), label in zip(loaded, _labels([c for c, _, _ in loaded]), strict=True):
         xs = table.column(x).to_numpy()
         ys = table.column(y).to_numpy()
         status = "" if meta.get("status") == "complete" else f" [{meta.get('status')}]"

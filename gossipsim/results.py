@@ -121,7 +121,9 @@ def run_directories(path: str | Path) -> list[Path]:
     if not path.is_dir():
         return []
     return sorted(
-        p for p in path.iterdir() if not p.name.startswith(".") and (p / "metrics.parquet").is_file()
+        p
+        for p in path.iterdir()
+        if not p.name.startswith(".") and (p / "metrics.parquet").is_file()
     )
 
 

@@ -142,7 +142,9 @@ def run_summary(prepared: Prepared, outcome: RunOutcome, wall_time: float) -> di
         "spectral_gap": prepared.spectral_gap,
         "n_train": prepared.problem.n_train,
         "n_test": int(prepared.problem.dataset.X_test.shape[0]),
-        "final": {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in last.items()},
+        "final": {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in last.items()
+        },
     }
 
 

@@ -110,16 +110,25 @@ BAD = {
         ("  lr: 0.1\n", "  lr: 0.1\n  lerning_rate: 0.1\n"),
         r"c.yaml:14: algorithm.lerning_rate: unknown key",
     ),
-    "wrong type": (("topology: {kind: ring, n: 8}", "topology: {kind: ring, n: many}"), r"c.yaml:8: topology.n"),
+    "wrong type": (
+        ("topology: {kind: ring, n: 8}", "topology: {kind: ring, n: many}"),
+        r"c.yaml:8: topology.n",
+    ),
     "negative rate": (
         ("network: {latency: 0.01", "network: {latency: -0.01"),
         r"c.yaml:10: network.latency: .*greater than or equal to 0",
     ),
     "missing data file": (
-        ("dataset: {kind: synthetic, n_samples: 600, n_features: 4, n_classes: 3}", "dataset: {kind: libsvm, path: missing.svm}"),
+        (
+            "dataset: {kind: synthetic, n_samples: 600, n_features: 4, n_classes: 3}",
+            "dataset: {kind: libsvm, path: missing.svm}",
+        ),
         r"c.yaml:5: objective.dataset.path: data file not found: missing.svm",
     ),
-    "unknown algorithm": (("kind: swarmsgd", "kind: gossip"), r"c.yaml:12: algorithm.kind: unknown kind 'gossip'"),
+    "unknown algorithm": (
+        ("kind: swarmsgd", "kind: gossip"),
+        r"c.yaml:12: algorithm.kind: unknown kind 'gossip'",
+    ),
 }
 
 
@@ -138,7 +147,9 @@ def test_bad_config_exits_nonzero_naming_field_and_line(tmp_path, capsys, case):
 def test_disconnected_edge_list_named_with_line(tmp_path, capsys):
     edges = tmp_path / "edges.txt"
     edges.write_text("0 1\n1 2\n2 3\n3 0\n4 5\n5 6\n6 7\n7 4\n")
-    text = CONFIG.replace("topology: {kind: ring, n: 8}", f"topology: {{kind: edge_list, n: 8, path: {edges}}}")
+    text = CONFIG.replace(
+        "topology: {kind: ring, n: 8}", f"topology: {{kind: edge_list, n: 8, path: {edges}}}"
+    )
     config = write(tmp_path, text)
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err
@@ -153,12 +164,22 @@ def test_console_script_end_to_end(tmp_path):
     env = {**os.environ, "CI": "true"}
     done = subprocess.run(
         [*command, "run", str(config), "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "complete" in done.stdout
     bad = subprocess.run(
         [*command, "validate", str(tmp_path / "nope.yaml")],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
     )
     assert bad.returncode == 2 and "config file not found" in bad.stderr

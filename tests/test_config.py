@@ -55,7 +55,9 @@ def test_wrong_type_and_negative_value_name_field_and_line(tmp_path):
         load_config(path)
     problems = err.value.problems
     assert any(p.startswith(f"{path}:5: topology.n:") for p in problems)
-    assert any(p.startswith(f"{path}:8: algorithm.lr:") and "greater than or equal" in p for p in problems)
+    assert any(
+        p.startswith(f"{path}:8: algorithm.lr:") and "greater than or equal" in p for p in problems
+    )
 
 
 def test_unknown_kind_lists_valid_kinds(tmp_path):
@@ -93,7 +95,9 @@ def test_missing_data_file_named(tmp_path):
         "dataset: {kind: libsvm, path: nowhere.svm}",
     )
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match=r":4: objective.dataset.path: data file not found: nowhere"):
+    with pytest.raises(
+        ConfigError, match=r":4: objective.dataset.path: data file not found: nowhere"
+    ):
         load_config(path)
 
 

@@ -72,9 +72,7 @@ def test_single_average_lowers_gamma_by_half_squared_distance(small_config):
     prepared = prepare(small_config)
     rng = np.random.default_rng(0)
     models = rng.normal(size=(12, prepared.problem.objective.dim))
-    executor = SequentialExecutor(
-        models, prepared.problem, 0.0, make_quantizer("none"), Streams(1)
-    )
+    executor = SequentialExecutor(models, prepared.problem, 0.0, make_quantizer("none"), Streams(1))
     for i, j in [(0, 5), (3, 4), (11, 0)]:
         before = gamma(models)
         distance = float(np.sum((models[i] - models[j]) ** 2))

@@ -80,7 +80,9 @@ def build_problem(config: RunConfig, n_nodes: int, streams: Streams) -> Problem:
     )
 
 
-def initial_models(config: RunConfig, problem: Problem, n_nodes: int, streams: Streams) -> np.ndarray:
+def initial_models(
+    config: RunConfig, problem: Problem, n_nodes: int, streams: Streams
+) -> np.ndarray:
     """The ``(n, d)`` matrix of initial node models from the ``init`` section."""
     init = config.init
     dim = problem.objective.dim
@@ -90,5 +92,8 @@ def initial_models(config: RunConfig, problem: Problem, n_nodes: int, streams: S
         shared = problem.objective.init_params(streams.generator("init"), init.scale)
         return np.tile(shared, (n_nodes, 1))
     return np.stack(
-        [problem.objective.init_params(streams.generator("init", i), init.scale) for i in range(n_nodes)]
+        [
+            problem.objective.init_params(streams.generator("init", i), init.scale)
+            for i in range(n_nodes)
+        ]
     )

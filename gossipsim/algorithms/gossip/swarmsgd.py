@@ -31,7 +31,9 @@ def start(sim: Simulation) -> None:
     """Start one process per node."""
     config = sim.config.algorithm
     assert isinstance(config, SwarmSGDConfig)
-    message_time = sim.network.message_time(sim.executor.quantizer.message_bits(sim.models.shape[1]))
+    message_time = sim.network.message_time(
+        sim.executor.quantizer.message_bits(sim.models.shape[1])
+    )
     process = nonblocking_node if config.nonblocking else blocking_node
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)]
     for node in range(sim.n):
