@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
@@ -66,45 +65,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gossipsim.engine.simulation import METRIC_COLUMNS
-    from gossipsim.results import environment, metrics_table, run_id, write_run
-    from gossipsim.runner import execute
+    from gossipsim.runner import run_to_directory
 
     config = load_config(args.config, args.set)
-    resolved = config.resolved()
-    identifier = run_id(resolved)
     update, bar = _progress_bar(config, args.quiet)
-    started = time.time()
     try:
-        outcome, summary = execute(config, progress=update)
+        record = run_to_directory(config, args.out, progress=update)
     finally:
         if bar is not None:
             bar.close()
-    meta = {
-        "name": config.name,
-        "run_id": identifier,
-        "seed": config.seed,
-        "started": started,
-        **summary,
-        **environment(),
-        "error": None,
-    }
-    path = write_run(
-        args.out,
-        config.name,
-        identifier,
-        resolved,
-        meta,
-        metrics_table(outcome.rows, METRIC_COLUMNS),
-    )
-    last = outcome.rows[-1]
+    outcome = record.outcome
+    first, last = outcome.rows[0], outcome.rows[-1]
     accuracy = "" if last["accuracy"] != last["accuracy"] else f", accuracy {last['accuracy']:.4f}"
     print(
-        f"{config.name}/{identifier}: {outcome.status} ({outcome.stop_reason}) — "
+        f"{config.name}/{record.run_id}: {outcome.status} ({outcome.stop_reason}) — "
         f"{last['time']:.4g} s simulated, {last['interactions']} interactions, "
-        f"{last['epochs']:.3g} epochs, loss {outcome.rows[0]['loss']:.4g} → {last['loss']:.4g}"
+        f"{last['epochs']:.3g} epochs, loss {first['loss']:.4g} → {last['loss']:.4g}"
         f"{accuracy}, consensus {last['consensus']:.3g}, {_format_bits(last['bits'])} sent, "
-        f"wall {summary['wall_time']:.2f} s → {path}"
+        f"wall {record.meta['wall_time']:.2f} s → {record.path}"
     )
     return 0 if outcome.status == "complete" else 3
 

@@ -366,7 +366,82 @@ class SwarmSGDConfig(Section):
     nonblocking: bool = False
 
 
-ALGORITHM_CONFIGS: tuple[type[Section], ...] = (SwarmSGDConfig,)
+class DPSGDConfig(Section):
+    """D-PSGD: synchronous rounds; a local step, then Metropolis averaging with all neighbours."""
+
+    kind: Literal["dpsgd"]
+    lr: NonNegFloat = 0.05
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
+
+
+class ADPSGDConfig(Section):
+    """AD-PSGD: asynchronous; one local step, then an atomic average with a random neighbour."""
+
+    kind: Literal["adpsgd"]
+    lr: NonNegFloat = 0.05
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
+
+
+class SGPConfig(Section):
+    """Stochastic Gradient Push over the directed exponential graph (peer 2^k hops away)."""
+
+    kind: Literal["sgp"]
+    lr: NonNegFloat = 0.05
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
+
+
+class AllReduceConfig(Section):
+    """Large-batch synchronous SGD: every node's gradient is averaged by ring all-reduce."""
+
+    kind: Literal["allreduce"]
+    lr: NonNegFloat = 0.05
+
+
+class LocalSGDConfig(Section):
+    """Local SGD: H local steps, then a global average by all-reduce, repeated."""
+
+    kind: Literal["local_sgd"]
+    lr: NonNegFloat = 0.05
+    local_steps: LocalStepsConfig = Field(
+        default_factory=lambda: FixedLocalSteps(kind="fixed", value=4)
+    )
+
+
+class GradientCodingConfig(Section):
+    """A parameter server and workers with redundant data chunks (papers.md section 2)."""
+
+    kind: Literal["gradient_coding"]
+    scheme: Literal["uncoded", "ignore_stragglers", "fr", "cr", "partial"] = "partial"
+    workers: Annotated[int, Field(ge=2)] = 20
+    chunks: Annotated[int, Field(ge=1)] | None = None
+    load: Annotated[int, Field(ge=1)] = 3
+    assignment: Literal["cyclic", "fractional"] = "cyclic"
+    recovery: Literal["exact", "approximate"] = "exact"
+    deadline: PositiveFloat | None = None
+    ordering: Literal["natural", "reversed", "random", "optimized"] = "natural"
+    report_every: NonNegFloat = 0.0
+    lr: NonNegFloat = 0.1
+    batch: Literal["full"] | Annotated[int, Field(ge=1)] = "full"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GradientCodingConfig:
+        chunks = self.chunks if self.chunks is not None else self.workers
+        if self.load > chunks:
+            raise ValueError(f"load ({self.load}) must not exceed chunks ({chunks})")
+        if self.recovery == "approximate" and self.deadline is None:
+            raise ValueError("recovery: approximate needs a deadline (seconds)")
+        return self
+
+
+ALGORITHM_CONFIGS: tuple[type[Section], ...] = (
+    SwarmSGDConfig,
+    DPSGDConfig,
+    ADPSGDConfig,
+    SGPConfig,
+    AllReduceConfig,
+    LocalSGDConfig,
+    GradientCodingConfig,
+)
 AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]  # noqa: UP007
 
 
@@ -379,14 +454,16 @@ class StopConfig(Section):
 
     time: PositiveFloat | None = None
     interactions: Annotated[int, Field(ge=1)] | None = None
+    iterations: Annotated[int, Field(ge=1)] | None = None
     epochs: PositiveFloat | None = None
     target_loss: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _bounded(self) -> StopConfig:
-        if self.time is None and self.interactions is None and self.epochs is None:
+        bounds = (self.time, self.interactions, self.iterations, self.epochs)
+        if all(bound is None for bound in bounds):
             raise ValueError(
-                "set at least one of stop.time, stop.interactions or stop.epochs "
+                "set at least one of stop.time, stop.interactions, stop.iterations or stop.epochs "
                 "(target_loss alone may never be reached)"
             )
         return self

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -22,6 +23,7 @@ from gossipsim.engine.executor import SequentialExecutor
 from gossipsim.engine.problem import Problem, build_problem, initial_models
 from gossipsim.engine.simulation import RunOutcome, Simulation
 from gossipsim.quantize import make_quantizer
+from gossipsim.results import environment, metrics_table, run_id, write_run
 from gossipsim.rng import Streams
 from gossipsim.timing import ComputeModel, Network
 from gossipsim.topology import build_graph, spectral_gap
@@ -156,3 +158,37 @@ def execute(
     prepared = prepare(config)
     outcome, _ = simulate(prepared, progress)
     return outcome, run_summary(prepared, outcome, time.perf_counter() - started)
+
+
+@dataclass
+class RunRecord:
+    """A finished run as written to disk."""
+
+    path: Path
+    run_id: str
+    outcome: RunOutcome
+    meta: dict[str, Any]
+
+
+def run_to_directory(
+    config: RunConfig,
+    out: str | Path,
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> RunRecord:
+    """Simulate ``config`` and write ``out/<name>/<run-id>/`` atomically."""
+    resolved = config.resolved()
+    identifier = run_id(resolved)
+    started = time.time()
+    outcome, summary = execute(config, progress=progress)
+    meta = {
+        "name": config.name,
+        "run_id": identifier,
+        "seed": config.seed,
+        "started": started,
+        **summary,
+        **environment(),
+        "error": None,
+    }
+    table = metrics_table(outcome.rows, list(outcome.rows[0]))
+    path = write_run(out, config.name, identifier, resolved, meta, table)
+    return RunRecord(path, identifier, outcome, meta)

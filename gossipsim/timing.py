@@ -251,10 +251,15 @@ class ComputeModel:
         return elapsed
 
     def expected_step_times(self) -> np.ndarray:
-        """Expected time of one step, per node (long-run average for transient stragglers)."""
+        """Expected time of one step, per node.
+
+        For transient stragglers this is the long-run time per step (steps short against the
+        periods): a node is slow a fraction ``f`` of the *time*, so it completes
+        ``(1 - f) + f / slowdown`` steps per unit of normal step time.
+        """
         per_node = self.mean * self.factors
         if self._transient:
-            per_node = per_node * (1.0 - self.fraction + self.fraction * self.slowdown)
+            per_node = per_node / (1.0 - self.fraction + self.fraction / self.slowdown)
         return per_node
 
     def mean_step_time(self) -> float:

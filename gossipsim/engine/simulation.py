@@ -78,6 +78,7 @@ class Simulation:
         self.streams = streams
         self.env = simpy.Environment()
         self.interactions = 0
+        self.iterations = 0
         self.local_steps = 0
         self.samples = 0
         self.idle_time = 0.0
@@ -85,6 +86,8 @@ class Simulation:
         self._stop_event = self.env.event()
         self._stop_reason: str | None = None
         self._progress = progress
+        # Algorithms may add columns (e.g. gradient coding's decode error) to every row.
+        self.metric_sources: list[Callable[[], dict[str, float]]] = []
 
     # -- used by algorithms ----------------------------------------------------------------
 
@@ -106,6 +109,13 @@ class Simulation:
         stop = self.config.stop
         if stop.interactions is not None and self.interactions >= stop.interactions:
             self.request_stop("interactions")
+
+    def count_iteration(self) -> None:
+        """One completed synchronous round / PS iteration (drives the iterations stop rule)."""
+        self.iterations += 1
+        stop = self.config.stop
+        if stop.iterations is not None and self.iterations >= stop.iterations:
+            self.request_stop("iterations")
 
     def request_stop(self, reason: str) -> None:
         if not self._stop_event.triggered:
@@ -135,6 +145,8 @@ class Simulation:
             "decode_failures": counters.decode_failures,
             "idle_time": self.idle_time,
         }
+        for source in self.metric_sources:
+            row.update(source())
         self.rows.append(row)
         if self._progress is not None:
             self._progress(row)
