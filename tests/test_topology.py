@@ -121,7 +121,9 @@ def test_unknown_kind_lists_all_kinds() -> None:
 
 
 def test_erdos_renyi_disconnected() -> None:
-    with pytest.raises(TopologyError, match=r"disconnected \(\d+ components\); increase topology.p"):
+    with pytest.raises(
+        TopologyError, match=r"disconnected \(\d+ components\); increase topology.p"
+    ):
         build_graph("erdos_renyi", 60, rng(), p=0.005)
 
 
@@ -135,7 +137,9 @@ def write(tmp_path, text: str) -> str:
 
 
 def test_edge_list_ok(tmp_path) -> None:
-    path = write(tmp_path, "# a square plus a diagonal\n0 1\n1 2\n\n2 3  # comment\n3 0\n0 2\n2 0\n")
+    path = write(
+        tmp_path, "# a square plus a diagonal\n0 1\n1 2\n\n2 3  # comment\n3 0\n0 2\n2 0\n"
+    )
     G = build_graph("edge_list", 4, rng(), path=path)
     check_basic(G, 4)
     assert G.number_of_edges() == 5  # duplicate 2 0 collapsed
