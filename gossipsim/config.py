@@ -387,7 +387,11 @@ class SGPConfig(Section):
 
     kind: Literal["sgp"]
     lr: NonNegFloat = 0.05
-    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
+    # Lattice decoding needs a reference close to the sent value; push-sum numerators have
+    # none (they are scaled by weights), so only reference-free quantizers apply.
+    quantizer: Annotated[NoQuantizer | StochasticQuantizer, Field(discriminator="kind")] = Field(
+        default_factory=NoQuantizer
+    )
 
 
 class AllReduceConfig(Section):

@@ -284,5 +284,20 @@ class Network:
             raise ValueError(f"bits must be >= 0, got {bits}")
         return self.latency + float(bits) / self.bandwidth
 
+    def allreduce_time(self, n: int, bits: float) -> float:
+        """Ring all-reduce of a ``bits``-bit vector over ``n`` nodes.
+
+        Reduce-scatter then all-gather: 2(n−1) sequential steps, each a latency plus a
+        1/n slice of the vector: 2(n−1)·latency + 2(n−1)/n·bits/bandwidth.
+        """
+        if n < 2:
+            return 0.0
+        return 2 * (n - 1) * self.latency + 2 * (n - 1) / n * float(bits) / self.bandwidth
+
+    @staticmethod
+    def allreduce_bits_per_node(n: int, bits: float) -> float:
+        """Bits each node sends in a ring all-reduce of a ``bits``-bit vector: 2(n−1)/n·bits."""
+        return 2 * (n - 1) / n * float(bits) if n > 1 else 0.0
+
     def __repr__(self) -> str:
         return f"Network(latency={self.latency}, bandwidth={self.bandwidth})"

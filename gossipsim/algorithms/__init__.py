@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gossipsim.algorithms.gossip import swarmsgd
+from gossipsim.algorithms.gossip import adpsgd, allreduce, dpsgd, local_sgd, sgp, swarmsgd
 from gossipsim.engine.simulation import Simulation
 
 ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
     "swarmsgd": swarmsgd.start,
+    "dpsgd": dpsgd.start,
+    "adpsgd": adpsgd.start,
+    "sgp": sgp.start,
+    "allreduce": allreduce.start,
+    "local_sgd": local_sgd.start,
 }
 
 

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-import numpy as np
 import simpy
 
-from gossipsim.config import GeometricLocalSteps, SwarmSGDConfig
+from gossipsim.algorithms.gossip.common import draw_local_steps, random_neighbour
+from gossipsim.config import SwarmSGDConfig
 from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
 from gossipsim.engine.simulation import Simulation
-
-
-def draw_local_steps(config: SwarmSGDConfig, rng: np.random.Generator) -> int:
-    """H for one interaction: the fixed value, or a geometric draw on {1, 2, ...}."""
-    steps = config.local_steps
-    if isinstance(steps, GeometricLocalSteps):
-        return int(rng.geometric(1.0 / steps.mean))
-    return steps.value
 
 
 def start(sim: Simulation) -> None:
@@ -57,15 +49,14 @@ def blocking_node(
     timing = sim.streams.generator("timing", i)
     steps_rng = sim.streams.generator("local_steps", i)
     pairing = sim.streams.generator("pairing", i)
-    neighbours = sim.neighbours[i]
     while True:
-        steps = draw_local_steps(config, steps_rng)
+        steps = draw_local_steps(config.local_steps, steps_rng)
         with locks[i].request() as own:
             yield own
             yield env.timeout(sim.compute.duration(i, steps, env.now, timing))
             sim.submit(LocalSteps(i, steps))
             sim.count_local_steps(i, steps)
-        j = int(neighbours[pairing.integers(len(neighbours))])
+        j = random_neighbour(sim, i, pairing)
         first, second = (i, j) if i < j else (j, i)
         waiting_since = env.now
         with locks[first].request() as lock_first:
@@ -95,13 +86,12 @@ def nonblocking_node(
     timing = sim.streams.generator("timing", i)
     steps_rng = sim.streams.generator("local_steps", i)
     pairing = sim.streams.generator("pairing", i)
-    neighbours = sim.neighbours[i]
     while True:
-        steps = draw_local_steps(config, steps_rng)
+        steps = draw_local_steps(config.local_steps, steps_rng)
         yield env.timeout(sim.compute.duration(i, steps, env.now, timing))
         sim.submit(LocalSteps(i, steps))
         sim.count_local_steps(i, steps)
-        j = int(neighbours[pairing.integers(len(neighbours))])
+        j = random_neighbour(sim, i, pairing)
         yield env.timeout(message_time)
         sim.submit(BufferExchange(i, j))
         sim.count_interaction()

@@ -1,0 +1,46 @@
+"""AD-PSGD (Lian et al., 2018): asynchronous; a gradient step overlapped with a pairwise average.
+
+Each node, forever: start computing a minibatch gradient at its current model; meanwhile
+pick a random neighbour and average with it atomically (the partner does not stop
+computing); when both are done, apply the (now slightly stale) gradient to the averaged
+model. An iteration lasts max(compute time, message time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import simpy
+
+from gossipsim.algorithms.gossip.common import random_neighbour
+from gossipsim.config import ADPSGDConfig
+from gossipsim.engine.executor import ApplyGradient, GradientSnapshot, PairAverage
+from gossipsim.engine.simulation import Simulation
+
+
+def start(sim: Simulation) -> None:
+    assert isinstance(sim.config.algorithm, ADPSGDConfig)
+    message_time = sim.network.message_time(
+        sim.executor.quantizer.message_bits(sim.models.shape[1])
+    )
+    for node in range(sim.n):
+        sim.env.process(node_process(sim, node, message_time))
+
+
+def node_process(
+    sim: Simulation, i: int, message_time: float
+) -> Generator[simpy.Event, object, None]:
+    env = sim.env
+    timing = sim.streams.generator("timing", i)
+    pairing = sim.streams.generator("pairing", i)
+    while True:
+        sim.submit(GradientSnapshot(i))
+        compute = sim.compute.duration(i, 1, env.now, timing)
+        j = random_neighbour(sim, i, pairing)
+        # The average completes after one message time; the gradient when compute is done.
+        yield env.timeout(message_time)
+        sim.submit(PairAverage(i, j))
+        sim.count_interaction()
+        yield env.timeout(max(0.0, compute - message_time))
+        sim.submit(ApplyGradient(i))
+        sim.count_local_steps(i, 1)

@@ -1,0 +1,42 @@
+"""D-PSGD (Lian et al., 2017): synchronous rounds of a local step and neighbourhood averaging.
+
+Each round every node takes one SGD step on its own data, then sends its model to all
+its neighbours and replaces it by the Metropolis–Hastings weighted average of its
+neighbourhood. A round ends when the slowest node has computed and the slowest exchange
+has finished: a node sends its model to each of its deg(i) neighbours over its own link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import simpy
+
+from gossipsim.algorithms.gossip.common import SynchronousClock
+from gossipsim.config import DPSGDConfig
+from gossipsim.engine.executor import LocalSteps, Mix
+from gossipsim.engine.simulation import Simulation
+from gossipsim.topology import metropolis_weights
+
+
+def start(sim: Simulation) -> None:
+    assert isinstance(sim.config.algorithm, DPSGDConfig)
+    sim.env.process(rounds(sim))
+
+
+def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
+    weights = metropolis_weights(sim.graph)
+    clock = SynchronousClock(sim)
+    bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
+    max_degree = max(len(nbrs) for nbrs in sim.neighbours)
+    # The slowest exchange: the node with the most neighbours sends them one message each.
+    exchange = sim.network.latency + max_degree * bits / sim.network.bandwidth
+    while True:
+        yield sim.env.timeout(clock.compute_phase() + exchange)
+        for node in range(sim.n):
+            sim.submit(LocalSteps(node, 1))
+            sim.count_local_steps(node, 1)
+        sim.submit(Mix(weights))
+        for _ in range(sim.n):
+            sim.count_interaction()
+        sim.count_iteration()
