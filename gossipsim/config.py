@@ -473,6 +473,12 @@ class StopConfig(Section):
         return self
 
 
+class EngineConfig(Section):
+    """How the numeric work is executed (results agree to float tolerance either way)."""
+
+    executor: Literal["sequential", "batched"] = "sequential"
+
+
 class RecordConfig(Section):
     """Recording grid in simulated seconds (first row at 0, last at the stop)."""
 
@@ -492,6 +498,7 @@ class RunConfig(Section):
     algorithm: AlgorithmConfig
     stop: StopConfig
     record: RecordConfig = Field(default_factory=RecordConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     sweep: dict[str, Any] | None = None
     _source: ConfigSource | None = PrivateAttr(default=None)
 
