@@ -37,6 +37,7 @@ METRIC_COLUMNS = (
     "messages",
     "decode_failures",
     "idle_time",
+    "comm_time",
 )
 
 
@@ -82,6 +83,8 @@ class Simulation:
         self.local_steps = 0
         self.samples = 0
         self.idle_time = 0.0
+        # Seconds nodes spend communicating, summed over nodes (algorithms add to it).
+        self.comm_time = 0.0
         self.rows: list[dict[str, float]] = []
         self._stop_event = self.env.event()
         self._stop_reason: str | None = None
@@ -144,6 +147,7 @@ class Simulation:
             "messages": counters.messages,
             "decode_failures": counters.decode_failures,
             "idle_time": self.idle_time,
+            "comm_time": self.comm_time,
         }
         for source in self.metric_sources:
             row.update(source())

@@ -39,6 +39,7 @@ def node_process(
         j = random_neighbour(sim, i, pairing)
         # The average completes after one message time; the gradient when compute is done.
         yield env.timeout(message_time)
+        sim.comm_time += message_time
         sim.submit(PairAverage(i, j))
         sim.count_interaction()
         yield env.timeout(max(0.0, compute - message_time))

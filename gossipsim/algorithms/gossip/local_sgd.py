@@ -31,6 +31,7 @@ def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, ob
     while True:
         steps = [draw_local_steps(config.local_steps, steps_rng[i]) for i in range(sim.n)]
         yield sim.env.timeout(clock.compute_phase(steps) + reduce_time)
+        sim.comm_time += sim.n * reduce_time
         for node in range(sim.n):
             sim.submit(LocalSteps(node, steps[node]))
             sim.count_local_steps(node, steps[node])

@@ -47,6 +47,7 @@ def node_process(
         sim.submit(PushSumStep(i))
         sim.count_local_steps(i, 1)
         message = next(message_ids)
+        sim.comm_time += message_time
         sim.submit(PushSend(i, exponential_peer(i, iteration, sim.n), message))
         env.process(_deliver(sim, message, message_time))
 

@@ -66,6 +66,7 @@ def blocking_node(
                 sim.idle_time += env.now - waiting_since
                 # Both send at once: the exchange takes one message time.
                 yield env.timeout(message_time)
+                sim.comm_time += 2 * message_time
                 sim.submit(PairAverage(i, j))
                 sim.count_interaction()
 
@@ -93,5 +94,6 @@ def nonblocking_node(
         sim.count_local_steps(i, steps)
         j = random_neighbour(sim, i, pairing)
         yield env.timeout(message_time)
+        sim.comm_time += message_time
         sim.submit(BufferExchange(i, j))
         sim.count_interaction()
