@@ -477,6 +477,8 @@ class EngineConfig(Section):
     """How the numeric work is executed (results agree to float tolerance either way)."""
 
     executor: Literal["sequential", "batched"] = "sequential"
+    # Runs whose estimated memory (models, data, graph) exceeds this are refused up front.
+    memory_limit_gb: PositiveFloat = 8.0
 
 
 class RecordConfig(Section):

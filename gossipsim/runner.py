@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 
 from gossipsim.algorithms import get_algorithm
+from gossipsim.budget import check_memory
 from gossipsim.config import ConfigError, ConfigSource, NoQuantizer, RunConfig
 from gossipsim.engine.executor import SequentialExecutor
 from gossipsim.engine.problem import Problem, build_problem, initial_models
@@ -59,6 +60,7 @@ def _located(config: RunConfig, section: str, error: Exception) -> ConfigError:
 
 def prepare(config: RunConfig) -> Prepared:
     """Build the graph, data, objective and timing models; raise ConfigError on bad input."""
+    check_memory(config)
     streams = Streams(config.seed)
     topo = config.topology
     try:
