@@ -128,7 +128,18 @@ def simulate(
         prepared.streams,
         progress=progress,
     )
-    outcome = sim.run(get_algorithm(algorithm.kind))
+    try:
+        outcome = sim.run(get_algorithm(algorithm.kind))
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: keep what was recorded so far; the run is marked interrupted.
+        if not sim.rows:
+            sim.record()
+        outcome = RunOutcome(
+            rows=sim.rows,
+            status="interrupted",
+            stop_reason="interrupted",
+            end_time=float(sim.env.now),
+        )
     return outcome, sim
 
 
