@@ -1,9 +1,11 @@
-"""Command line: ``gossipsim run | validate | plot``."""
+"""Command line: ``gossipsim run | validate | sweep | collect | plot | report``."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
@@ -84,13 +86,70 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{accuracy}, consensus {last['consensus']:.3g}, {_format_bits(last['bits'])} sent, "
         f"wall {record.meta['wall_time']:.2f} s → {record.path}"
     )
+    if outcome.status == "interrupted":
+        return 130
     return 0 if outcome.status == "complete" else 3
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
-    from gossipsim.plots import plot_runs
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from gossipsim.sweep import load_sweep, run_sweep, summary_lines
 
-    target = plot_runs(args.path, x=args.x, y=args.y, output=args.output)
+    sweep = load_sweep(args.config, args.set)
+    if args.dry_run:
+        print(sweep.format_table(args.out))
+        print(
+            f"{len(sweep)} runs of {sweep.name} → {args.out}/{sweep.name}/ (dry run: none started)"
+        )
+        return 0
+    outcome = run_sweep(
+        sweep,
+        args.out,
+        executor=args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        results_on=args.results_on,
+        progress=False if args.quiet else None,
+    )
+    for line in summary_lines(outcome):
+        print(line)
+    return 0 if outcome.ok else 3
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from gossipsim.results import collect, default_collect_path, write_collected
+
+    frame = collect(args.path)
+    target = write_collected(frame, args.output or default_collect_path(args.path))
+    runs = frame["run_id"].nunique() if len(frame) else 0
+    print(
+        f"wrote {target}: {len(frame)} rows from {runs} runs, columns: {', '.join(frame.columns)}"
+    )
+    return 0
+
+
+def _none(value: str | None) -> str | None:
+    return None if value is not None and value.lower() in ("none", "") else value
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from gossipsim.plots import plot_results
+
+    paths = plot_results(
+        args.path,
+        x=args.x,
+        y=args.y,
+        hue=_none(args.hue),
+        col=_none(args.col),
+        output=args.output,
+    )
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gossipsim.report import write_report
+
+    target = write_report(args.path, target=args.target, output=args.output)
     print(f"wrote {target}")
     return 0
 
@@ -122,18 +181,87 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--print", action="store_true", help="print the resolved config")
     validate.set_defaults(handler=cmd_validate)
 
-    plot = sub.add_parser("plot", help="plot metrics of the runs in a results directory")
-    plot.add_argument("path", help="a results/<name> directory or one run directory")
-    plot.add_argument("--x", default="time", help="x column (time, interactions, epochs, bits)")
-    plot.add_argument("--y", default="loss", help="y column (loss, accuracy, consensus, ...)")
-    plot.add_argument("--output", "-o", help="output PNG (default: <path>/<y>_vs_<x>.png)")
+    sweep = sub.add_parser(
+        "sweep",
+        help="expand a config's sweep: section and run every combination",
+        description="Expand grid/zip/seeds/cases; validate every run first; run those not "
+        "already complete under OUT/<name>/ (failed runs are retried).",
+    )
+    add_config_args(sweep)
+    sweep.add_argument("--out", default="results", help="results directory (default: results)")
+    sweep.add_argument(
+        "--executor",
+        choices=["serial", "process", "dask"],
+        default="process",
+        help="where runs execute (default: process, a local pool)",
+    )
+    sweep.add_argument(
+        "--workers", type=int, help="processes / Dask workers (default: number of cores)"
+    )
+    sweep.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster on this machine)",
+    )
+    sweep.add_argument(
+        "--results-on",
+        choices=["worker", "client"],
+        default="worker",
+        help="who writes run directories: the workers (shared file system) or this process",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="print the table of runs and stop")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    collect = sub.add_parser("collect", help="gather a sweep's runs into one tidy Parquet table")
+    collect.add_argument("path", help="a results/<name> directory")
+    collect.add_argument("--output", "-o", help="output file (default: results/<name>.parquet)")
+    collect.set_defaults(handler=cmd_collect)
+
+    plot = sub.add_parser(
+        "plot",
+        help="plot a sweep: mean and 95%% band across seeds (PNG and PDF)",
+        description="Draw Y against X from a results/<name> directory or a collected .parquet. "
+        "Lines (--hue) and panels (--col) default to the swept parameters.",
+    )
+    plot.add_argument("path", help="results/<name>, one run directory, or a collected .parquet")
+    plot.add_argument("--x", default="time", help="x column: time, interactions, epochs, bits")
+    plot.add_argument("--y", default="loss", help="y column: loss, accuracy, consensus, ...")
+    plot.add_argument(
+        "--hue", default="auto", help="column for line colours, e.g. topology.kind (or none)"
+    )
+    plot.add_argument(
+        "--col", default="auto", help="column for side-by-side panels, e.g. compute.sigma (or none)"
+    )
+    plot.add_argument(
+        "--output",
+        "-o",
+        help="output file; PNG and PDF are written (default: <path>/<y>_vs_<x>.png)",
+    )
     plot.set_defaults(handler=cmd_plot)
+
+    report = sub.add_parser(
+        "report", help="write <path>/report.md: final metrics and time/bits to target, figures"
+    )
+    report.add_argument("path", help="a results/<name> directory")
+    report.add_argument(
+        "--target", type=float, help="target loss (default: stop.target_loss or the worst final)"
+    )
+    report.add_argument("--output", "-o", help="Markdown file (default: <path>/report.md)")
+    report.set_defaults(handler=cmd_report)
     return parser
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gossipsim`` console script."""
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a scheduler's kill) ends a run like Ctrl-C: recorded rows are kept.
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -133,3 +133,198 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], pa.Table
     config = yaml.safe_load((path / "config.yaml").read_text())
     meta = json.loads((path / "meta.json").read_text())
     return config, meta, pq.read_table(path / "metrics.parquet")
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``meta.json`` of one run directory."""
+    return json.loads((Path(path) / "meta.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# tidy tables across runs (``gossipsim collect``)
+
+#: Columns that describe a run (not a metric) in collected tables, in order.
+ID_COLUMNS = ("name", "case", "seed", "replicate", "run_id", "status")
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one mapping with dotted keys (``{"a": {"b": 1}}`` → ``{"a.b": 1}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _compact(value: Any) -> Any:
+    """Sections and lists as flow-style text; scalars unchanged."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(_compact(v)) for v in value) + "]"
+    return value
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return _compact(node)
+
+
+def _load_runs(path: str | Path) -> list[tuple[Path, dict[str, Any], dict[str, Any], pa.Table]]:
+    runs = run_directories(path)
+    if not runs:
+        raise FileNotFoundError(f"no run directories with metrics.parquet under {path}")
+    loaded = [(p, *read_run(p)) for p in runs]
+
+    def order(item: tuple[Path, dict[str, Any], dict[str, Any], pa.Table]) -> tuple:
+        sweep = item[2].get("sweep") or {}
+        return (sweep.get("index", 1 << 62), item[0].name)
+
+    return sorted(loaded, key=order)
+
+
+def _parameters(loaded: Sequence[tuple[Path, dict, dict, pa.Table]]) -> list[str]:
+    """Swept keys recorded by the sweep (in order), else the config keys that vary."""
+    keys: list[str] = []
+    for _, _, meta, _ in loaded:
+        sweep = meta.get("sweep") or {}
+        for key in sweep.get("keys") or sweep.get("params") or {}:
+            if key not in keys and key != "seed":
+                keys.append(key)
+    if keys or len(loaded) < 2:
+        return keys
+    flats = [flatten(config) for _, config, _, _ in loaded]
+    every = sorted({k for f in flats for k in f})
+    return [
+        k for k in every if k not in ("seed", "name") and len({repr(f.get(k)) for f in flats}) > 1
+    ]
+
+
+def _run_columns(
+    config: dict[str, Any], meta: dict[str, Any], keys: Sequence[str], run_dir: Path
+) -> dict[str, Any]:
+    sweep = meta.get("sweep") or {}
+    columns: dict[str, Any] = {"name": config.get("name", meta.get("name"))}
+    columns["case"] = sweep.get("case")
+    for key in keys:
+        columns[key] = _lookup(config, key)
+    columns["seed"] = config.get("seed", meta.get("seed"))
+    columns["replicate"] = sweep.get("replicate")
+    columns["run_id"] = meta.get("run_id", run_dir.name)
+    columns["status"] = meta.get("status")
+    return columns
+
+
+def _tidy(frame: Any, keys: Sequence[str]) -> Any:
+    """Drop all-empty case/replicate columns; make every column one Parquet type."""
+    import pandas as pd
+
+    for column in ("case", "replicate"):
+        if column in frame and frame[column].isna().all():
+            frame = frame.drop(columns=column)
+    if "replicate" in frame:
+        frame["replicate"] = frame["replicate"].astype("Int64")
+    if "seed" in frame and len(frame):
+        frame["seed"] = pd.array(frame["seed"].tolist(), dtype="UInt64")
+    for key in keys:
+        values = [v for v in frame[key].tolist() if v is not None and v == v]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        booleans = all(isinstance(v, bool) for v in values)
+        strings = all(isinstance(v, str) for v in values)
+        if not (numeric or booleans or strings):
+            frame[key] = [None if v is None else str(v) for v in frame[key].tolist()]
+    return frame
+
+
+def collect(path: str | Path) -> Any:
+    """One tidy pandas DataFrame of every metrics row under ``path`` (a sweep directory).
+
+    Columns: ``name``, ``case`` (named sweep cases only), one column per swept parameter
+    (dotted names such as ``topology.kind``), ``seed``, ``replicate`` (``seeds:`` sweeps),
+    ``run_id``, ``status``, then the metric columns of ``metrics.parquet``.
+    """
+    import pandas as pd
+
+    loaded = _load_runs(path)
+    keys = _parameters(loaded)
+    frames = []
+    for run_dir, config, meta, table in loaded:
+        metrics = table.to_pandas()
+        columns = _run_columns(config, meta, keys, run_dir)
+        described = pd.DataFrame({k: [v] * len(metrics) for k, v in columns.items()})
+        described.index = metrics.index
+        frames.append(pd.concat([described, metrics], axis=1))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame = _tidy(frame, keys)
+    frame.attrs["parameters"] = list(keys)
+    return frame
+
+
+def parameters_of(frame: Any) -> list[str]:
+    """The swept-parameter columns of a collected table (works after a Parquet round trip)."""
+    stored = frame.attrs.get("parameters")
+    if stored is not None:
+        return [k for k in stored if k in frame.columns]
+    metrics = set(frame.columns) - set(ID_COLUMNS)
+    return [c for c in frame.columns if c in metrics and "." in c]
+
+
+def write_collected(frame: Any, target: str | Path) -> Path:
+    """Write a collected table as Parquet (atomically), keeping its parameter list."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {b"gossipsim.parameters": json.dumps(parameters_of(frame)).encode()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, staging)
+        os.replace(staging, target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_collected(path: str | Path) -> Any:
+    """Load a table written by :func:`write_collected` (or ``gossipsim collect``)."""
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    stored = (table.schema.metadata or {}).get(b"gossipsim.parameters")
+    if stored is not None:
+        frame.attrs["parameters"] = json.loads(stored)
+    return frame
+
+
+def default_collect_path(path: str | Path) -> Path:
+    """``results/<sweep>`` → ``results/<sweep>.parquet``."""
+    path = Path(path)
+    return path.parent / f"{path.resolve().name}.parquet"
+
+
+def runs_table(path: str | Path) -> Any:
+    """One row per run under ``path``: identity, swept values, status, error, final metrics."""
+    import pandas as pd
+
+    loaded = _load_runs(path)
+    keys = _parameters(loaded)
+    rows = []
+    for run_dir, config, meta, table in loaded:
+        row = _run_columns(config, meta, keys, run_dir)
+        row["error"] = meta.get("error")
+        row["wall_time"] = meta.get("wall_time")
+        row["rows"] = table.num_rows
+        if table.num_rows:
+            last = {c: table.column(c)[-1].as_py() for c in table.column_names}
+            row.update({f"final_{k}": v for k, v in last.items()})
+        rows.append(row)
+    frame = _tidy(pd.DataFrame(rows), keys)
+    frame.attrs["parameters"] = list(keys)
+    return frame
