@@ -20,7 +20,9 @@ import numpy as np
 from gossipsim.algorithms import get_algorithm
 from gossipsim.budget import check_memory
 from gossipsim.config import ConfigError, ConfigSource, NoQuantizer, RunConfig
+from gossipsim.engine.batched import BatchedExecutor
 from gossipsim.engine.executor import SequentialExecutor
+from gossipsim.engine.lean import LeanEnvironment
 from gossipsim.engine.problem import Problem, build_problem, initial_models
 from gossipsim.engine.simulation import RunOutcome, Simulation
 from gossipsim.quantize import make_quantizer
@@ -109,7 +111,10 @@ def simulate(
     quantizer = make_quantizer(**quantizer_config.model_dump())
     n = config.topology.n
     models = initial_models(config, prepared.problem, n, prepared.streams)
-    executor = SequentialExecutor(
+    # engine.executor: "sequential" is the reference (SimPy processes, one operation at a
+    # time); "batched" runs the lean event loop and applies operations in vectorized waves.
+    batched = config.engine.executor == "batched"
+    executor = (BatchedExecutor if batched else SequentialExecutor)(
         models,
         prepared.problem,
         lr=algorithm.lr,
@@ -127,6 +132,7 @@ def simulate(
         executor,
         prepared.streams,
         progress=progress,
+        env=LeanEnvironment() if batched and algorithm.kind != "gradient_coding" else None,
     )
     try:
         outcome = sim.run(get_algorithm(algorithm.kind))

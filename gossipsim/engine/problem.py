@@ -21,6 +21,20 @@ class Problem:
     shard_X: list[np.ndarray]
     shard_y: list[np.ndarray]
     batch_size: int
+    # The shards back to back (shard i is rows offsets[i] : offsets[i] + len(shard_y[i])).
+    features: np.ndarray | None = None
+    targets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.features is None:
+            self.features = np.concatenate(self.shard_X)
+            self.targets = np.concatenate(self.shard_y)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """First row of each shard in :attr:`features`."""
+        sizes = np.array([y.shape[0] for y in self.shard_y], dtype=np.int64)
+        return np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
 
     @property
     def n_train(self) -> int:
@@ -71,12 +85,20 @@ def build_problem(config: RunConfig, n_nodes: int, streams: Streams) -> Problem:
         classes_per_node=getattr(part, "classes_per_node", 2),
         task=dataset.task,
     )
+    # One contiguous copy of the training set in shard order; each shard is a view into it,
+    # so the batched executor can gather minibatches of many nodes with one indexing call.
+    order = np.concatenate(shards) if shards else np.zeros(0, dtype=np.int64)
+    features = np.ascontiguousarray(dataset.X_train[order])
+    targets = np.ascontiguousarray(dataset.y_train[order])
+    bounds = np.cumsum([len(idx) for idx in shards])[:-1]
     return Problem(
         objective=objective,
         dataset=dataset,
-        shard_X=[np.ascontiguousarray(dataset.X_train[idx]) for idx in shards],
-        shard_y=[np.ascontiguousarray(dataset.y_train[idx]) for idx in shards],
+        shard_X=np.split(features, bounds),
+        shard_y=np.split(targets, bounds),
         batch_size=obj.batch_size,
+        features=features,
+        targets=targets,
     )
 
 

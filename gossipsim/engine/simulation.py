@@ -19,6 +19,7 @@ import simpy
 
 from gossipsim.config import RunConfig
 from gossipsim.engine.executor import Operation, SequentialExecutor
+from gossipsim.engine.lean import LeanEnvironment
 from gossipsim.engine.problem import Problem
 from gossipsim.metrics import consensus_distance, mean_model
 from gossipsim.rng import Streams
@@ -66,6 +67,7 @@ class Simulation:
         executor: SequentialExecutor,
         streams: Streams,
         progress: Callable[[dict[str, float]], None] | None = None,
+        env: simpy.Environment | LeanEnvironment | None = None,
     ) -> None:
         self.config = config
         self.problem = problem
@@ -77,7 +79,10 @@ class Simulation:
         self.network = network
         self.executor = executor
         self.streams = streams
-        self.env = simpy.Environment()
+        # SimPy runs the readable generator processes (the reference); the lean environment
+        # runs the same processes, and the fast paths of algorithms that have one, in the
+        # same event order.
+        self.env = simpy.Environment() if env is None else env
         self.interactions = 0
         self.iterations = 0
         self.local_steps = 0
@@ -124,6 +129,11 @@ class Simulation:
         if not self._stop_event.triggered:
             self._stop_reason = reason
             self._stop_event.succeed()
+
+    @property
+    def lean(self) -> bool:
+        """Whether the run uses the lean event loop (algorithms may then take a fast path)."""
+        return isinstance(self.env, LeanEnvironment)
 
     @property
     def epochs(self) -> float:

@@ -5,6 +5,10 @@ uniformly random neighbour, and average with it — blocking (both models are lo
 exchange, so the initiator waits while its partner computes) or non-blocking (the
 initiator reads the partner's communication buffer and writes the average back without
 waiting). Exchanges may be quantized; each message costs latency + bits / bandwidth.
+
+The generators below are the reference. When the run uses the lean event loop
+(``engine.executor: batched``), :mod:`gossipsim.algorithms.gossip.swarmsgd_fast` runs the
+same node logic as callbacks, with the same events in the same order.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ def start(sim: Simulation) -> None:
     message_time = sim.network.message_time(
         sim.executor.quantizer.message_bits(sim.models.shape[1])
     )
+    if sim.lean:
+        from gossipsim.algorithms.gossip.swarmsgd_fast import start_fast
+
+        start_fast(sim, config, message_time)
+        return
     process = nonblocking_node if config.nonblocking else blocking_node
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)]
     for node in range(sim.n):

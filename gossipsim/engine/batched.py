@@ -1,0 +1,383 @@
+"""Batched executor: operations are logged, then applied in waves of node-disjoint operations.
+
+Each logged operation gets a *level*: one more than the highest level of any earlier
+operation on one of its nodes (global operations such as a D-PSGD mixing round are
+barriers). Operations of one level touch disjoint nodes, and every node's operations have
+increasing levels, so applying the levels in order, each as a few vectorized kernels over
+the ``(n, d)`` model matrix, gives the sequential result: every random draw comes from the
+stream of the node it belongs to, in that node's own order. Minibatch indices are drawn
+from ``sampling/node i`` in blocks (a block of draws equals the same draws one at a time).
+
+The log is applied on :meth:`BatchedExecutor.flush` (the recorder flushes before every
+row) and whenever it grows past ``flush_every`` operations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gossipsim.engine.executor import (
+    AllReduceStep,
+    ApplyGradient,
+    BufferExchange,
+    GlobalAverage,
+    GradientSnapshot,
+    LocalSteps,
+    Mix,
+    Operation,
+    PairAverage,
+    PushReceive,
+    PushSend,
+    PushSumStep,
+    SequentialExecutor,
+)
+from gossipsim.engine.problem import Problem
+from gossipsim.quantize import Quantizer
+from gossipsim.rng import Streams
+
+# Operation codes in the log (the order inside one level does not matter).
+LOCAL, PAIR, BUFFER, SNAPSHOT, APPLY, PUSH_STEP, PUSH_SEND, PUSH_RECEIVE, BARRIER = range(9)
+_KINDS = 16  # > number of codes: level * _KINDS + code sorts by level, then code
+
+
+class MinibatchSampler:
+    """Minibatch row indices of many nodes at once, from each node's ``sampling`` stream.
+
+    Node ``i`` draws ``integers(0, len(shard_i), size=batch_i)`` per step, exactly as the
+    sequential executor does; here ``block`` steps are drawn in one call and handed out in
+    order, which yields the same indices.
+    """
+
+    def __init__(
+        self, problem: Problem, generators: list[np.random.Generator], block: int | None = None
+    ) -> None:
+        self.generators = generators
+        self.sizes = np.array([y.shape[0] for y in problem.shard_y], dtype=np.int64)
+        self.batch = np.minimum(problem.batch_size, self.sizes)
+        self.offsets = problem.offsets
+        n = len(generators)
+        widest = int(self.batch.max()) if n else 1
+        if block is None:
+            # About 32 MiB of buffered indices at most, and between 4 and 64 steps per node.
+            block = int(np.clip((1 << 22) // max(1, n * widest), 4, 64))
+        self.block = block
+        self.buffer = np.zeros((n, block * widest), dtype=np.int64)
+        self.cursor = np.zeros(n, dtype=np.int64)
+        self.capacity = np.zeros(n, dtype=np.int64)  # empty: refilled on first use
+        self.uniform_batch = bool(n) and bool(np.all(self.batch == self.batch[0]))
+        self._columns = {int(b): np.arange(b) for b in np.unique(self.batch)}
+
+    def _refill(self, node: int) -> None:
+        b = int(self.batch[node])
+        count = self.block * b
+        self.buffer[node, :count] = self.generators[node].integers(
+            0, int(self.sizes[node]), size=count
+        )
+        self.cursor[node] = 0
+        self.capacity[node] = count
+
+    def rows(self, nodes: np.ndarray) -> np.ndarray:
+        """``(k, b)`` rows of ``problem.features`` for one step of each node (same batch b)."""
+        b = int(self.batch[nodes[0]])
+        cursor = self.cursor[nodes]
+        short = cursor + b > self.capacity[nodes]
+        if short.any():
+            for node in nodes[short].tolist():
+                self._refill(node)
+            cursor = self.cursor[nodes]
+        idx = self.buffer[nodes[:, None], cursor[:, None] + self._columns[b]]
+        self.cursor[nodes] = cursor + b
+        idx += self.offsets[nodes][:, None]
+        return idx
+
+
+class BatchedExecutor(SequentialExecutor):
+    """Logs operations and applies them in vectorized waves (same numbers as sequential)."""
+
+    def __init__(
+        self,
+        models: np.ndarray,
+        problem: Problem,
+        lr: float,
+        quantizer: Quantizer,
+        streams: Streams,
+        buffers: bool = False,
+        flush_every: int = 1 << 18,
+    ) -> None:
+        super().__init__(models, problem, lr, quantizer, streams, buffers)
+        self.n = models.shape[0]
+        self.sampler = MinibatchSampler(problem, self.sampling)
+        self.features = problem.features
+        self.targets = problem.targets
+        self.flush_every = flush_every
+        self.kept = np.zeros_like(models)  # AD-PSGD gradients computed, not yet applied
+        self._message_dest: dict[int, int] = {}
+        self._message_level: dict[int, int] = {}
+        self._reset_log()
+        self.waves = 0  # levels applied so far (for diagnostics and benchmarks)
+        self.flushes = 0
+
+    def _reset_log(self) -> None:
+        self._kind: list[int] = []
+        self._a: list[int] = []
+        self._b: list[int] = []
+        self._level: list[int] = []
+        self._barriers: dict[int, Operation] = {}
+        self._last = [0] * self.n
+        self._room = self.flush_every
+
+    # -- logging ---------------------------------------------------------------------------
+
+    def log_local(self, node: int, steps: int) -> None:
+        """Log ``LocalSteps(node, steps)`` (the fast path's entry point)."""
+        last = self._last
+        level = last[node] + 1
+        last[node] = level
+        self._kind.append(LOCAL)
+        self._a.append(node)
+        self._b.append(steps)
+        self._level.append(level)
+        self._room -= 1
+        if not self._room:
+            self.flush()
+
+    def log_pair(self, code: int, i: int, j: int) -> None:
+        """Log a two-node operation (``PAIR`` or ``BUFFER``) between ``i`` and ``j``."""
+        last = self._last
+        li = last[i]
+        lj = last[j]
+        level = (li if li > lj else lj) + 1
+        last[i] = level
+        last[j] = level
+        self._kind.append(code)
+        self._a.append(i)
+        self._b.append(j)
+        self._level.append(level)
+        self._room -= 1
+        if not self._room:
+            self.flush()
+
+    def _log_single(self, code: int, node: int, extra: int = 0, after: int = 0) -> int:
+        last = self._last
+        level = max(last[node], after) + 1
+        last[node] = level
+        self._kind.append(code)
+        self._a.append(node)
+        self._b.append(extra)
+        self._level.append(level)
+        self._room -= 1
+        return level
+
+    def submit(self, op: Operation) -> None:
+        kind = type(op)
+        if kind is LocalSteps:
+            self.log_local(op.node, op.steps)
+            return
+        if kind is PairAverage:
+            self.log_pair(PAIR, op.i, op.j)
+            return
+        if kind is BufferExchange:
+            self.log_pair(BUFFER, op.i, op.j)
+            return
+        if kind is GradientSnapshot:
+            self._log_single(SNAPSHOT, op.node)
+        elif kind is ApplyGradient:
+            self._log_single(APPLY, op.node)
+        elif kind is PushSumStep:
+            self._log_single(PUSH_STEP, op.node)
+        elif kind is PushSend:
+            self._message_dest[op.message] = op.j
+            self._message_level[op.message] = self._log_single(PUSH_SEND, op.i, op.message)
+        elif kind is PushReceive:
+            # The destination is known from the send, logged or (if flushed) in flight.
+            dest = self._message_dest.get(op.message)
+            if dest is None:
+                dest = self.in_flight[op.message][0]
+            after = self._message_level.pop(op.message, 0)
+            self._log_single(PUSH_RECEIVE, dest, op.message, after)
+        elif kind in (Mix, AllReduceStep, GlobalAverage):
+            level = max(self._last) + 1
+            self._barriers[len(self._kind)] = op
+            self._kind.append(BARRIER)
+            self._a.append(0)
+            self._b.append(0)
+            self._level.append(level)
+            self._last = [level] * self.n
+            self._room -= 1
+        else:
+            raise TypeError(f"unknown operation {op!r}")
+        if self._room <= 0:
+            self.flush()
+
+    # -- applying the log ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Apply every logged operation, level by level."""
+        if not self._kind:
+            return
+        kind = np.array(self._kind, dtype=np.int64)
+        a = np.array(self._a, dtype=np.int64)
+        b = np.array(self._b, dtype=np.int64)
+        key = np.array(self._level, dtype=np.int64) * _KINDS + kind
+        barriers = self._barriers
+        # The send levels survive: a message sent now may be received after this flush.
+        self._message_level.clear()
+        self._reset_log()
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        cuts = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
+        starts = np.concatenate(([0], cuts)).tolist()
+        ends = np.concatenate((cuts, [len(order)])).tolist()
+        codes = (sorted_key % _KINDS)[starts].tolist()
+        self.flushes += 1
+        self.waves += len(np.unique(sorted_key // _KINDS))
+        for start, end, code in zip(starts, ends, codes, strict=True):
+            idx = order[start:end]
+            if code == LOCAL:
+                self._wave_local(a[idx], b[idx])
+            elif code == PAIR:
+                self._wave_pair(a[idx], b[idx])
+            elif code == BUFFER:
+                self._wave_buffer(a[idx], b[idx])
+            elif code == SNAPSHOT:
+                nodes = a[idx]
+                self.kept[nodes] = self._gradients(nodes, self.models[nodes])
+            elif code == APPLY:
+                nodes = a[idx]
+                self.models[nodes] -= self.lr * self.kept[nodes]
+            elif code == PUSH_STEP:
+                self._wave_push_step(a[idx])
+            elif code == PUSH_SEND:
+                self._wave_push_send(a[idx], b[idx])
+            elif code == PUSH_RECEIVE:
+                self._wave_push_receive(a[idx], b[idx])
+            else:
+                for position in idx.tolist():
+                    self._barrier(barriers[position])
+
+    # -- kernels ---------------------------------------------------------------------------
+
+    def _gradients(self, nodes: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """One minibatch gradient per node at ``W[r]`` (each node draws its own batch)."""
+        objective = self.problem.objective
+        if self.sampler.uniform_batch:
+            rows = self.sampler.rows(nodes)
+            return objective.grad_many(
+                W, self.features.take(rows, axis=0), self.targets.take(rows, axis=0)
+            )
+        G = np.empty_like(W)
+        batch = self.sampler.batch[nodes]
+        for size in np.unique(batch).tolist():
+            mask = batch == size
+            rows = self.sampler.rows(nodes[mask])
+            G[mask] = objective.grad_many(
+                W[mask], self.features.take(rows, axis=0), self.targets.take(rows, axis=0)
+            )
+        return G
+
+    def _wave_local(self, nodes: np.ndarray, steps: np.ndarray) -> None:
+        most = int(steps.max())
+        for step in range(most):
+            active = nodes if step == 0 or steps.min() > step else nodes[steps > step]
+            self.models[active] -= self.lr * self._gradients(active, self.models[active])
+
+    def _transmit(self, X: np.ndarray, REF: np.ndarray, senders: np.ndarray) -> np.ndarray:
+        """Send row r from ``senders[r]`` (its quantize stream) to a receiver holding REF[r]."""
+        k, d = X.shape
+        if self.quantizer.name == "none":
+            self.counters.bits += k * self.quantizer.message_bits(d)
+            self.counters.messages += k
+            return X
+        rngs = [self.quantize_rng[s] for s in senders.tolist()]
+        values, bits, failed = self.quantizer.transmit_many(X, REF, rngs)
+        self.counters.bits += int(bits.sum())
+        self.counters.messages += k
+        self.counters.decode_failures += int(failed.sum())
+        return values
+
+    def _wave_pair(self, I: np.ndarray, J: np.ndarray) -> None:
+        xi = self.models[I]
+        xj = self.models[J]
+        received_by_j = self._transmit(xi, xj, I)
+        received_by_i = self._transmit(xj, xi, J)
+        self.models[I] = (xi + received_by_i) * 0.5
+        self.models[J] = (xj + received_by_j) * 0.5
+
+    def _wave_buffer(self, I: np.ndarray, J: np.ndarray) -> None:
+        assert self.buffer is not None and self.published is not None
+        x = self.models[I] + (self.buffer[I] - self.published[I])
+        buffer_j = self.buffer[J]
+        read = self._transmit(buffer_j, x, J)
+        average = (x + read) * 0.5
+        written = self._transmit(average, buffer_j, I)
+        self.models[I] = average
+        self.buffer[J] = written
+        self.buffer[I] = average
+        self.published[I] = average
+
+    def _wave_push_step(self, nodes: np.ndarray) -> None:
+        assert self.numerators is not None and self.weights is not None
+        gradients = self._gradients(nodes, self.models[nodes])
+        self.numerators[nodes] -= self.lr * gradients
+        self.models[nodes] = self.numerators[nodes] / self.weights[nodes][:, None]
+
+    def _wave_push_send(self, nodes: np.ndarray, messages: np.ndarray) -> None:
+        assert self.numerators is not None and self.weights is not None
+        half = self.numerators[nodes] * 0.5
+        weight = self.weights[nodes] * 0.5
+        self.weights[nodes] = weight
+        sent = self._transmit(half, half, nodes)
+        if sent is half:
+            sent = half.copy()
+        self.counters.bits += 64 * len(nodes)
+        self.numerators[nodes] = half + (half - sent)
+        for r, message in enumerate(messages.tolist()):
+            self.in_flight[message] = (self._message_dest.pop(message), sent[r], float(weight[r]))
+        self.models[nodes] = self.numerators[nodes] / weight[:, None]
+
+    def _wave_push_receive(self, nodes: np.ndarray, messages: np.ndarray) -> None:
+        assert self.numerators is not None and self.weights is not None
+        payload = [self.in_flight.pop(message) for message in messages.tolist()]
+        self.numerators[nodes] += np.stack([x for _, x, _ in payload])
+        self.weights[nodes] += np.array([w for _, _, w in payload])
+        self.models[nodes] = self.numerators[nodes] / self.weights[nodes][:, None]
+
+    def _barrier(self, op: Operation) -> None:
+        if isinstance(op, Mix):
+            self._wave_mix(op.weights)
+        elif isinstance(op, AllReduceStep):
+            gradients = self._gradients(np.arange(self.n), self.models)
+            self.models[:] = self.models.mean(axis=0) - self.lr * gradients.mean(axis=0)
+        else:
+            self._global_average()
+
+    def _wave_mix(self, weights) -> None:
+        if self.quantizer.name == "none":
+            self._mix(weights)
+            return
+        n = self.n
+        indptr, indices, data = weights.indptr, weights.indices, weights.data
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        old = self.models.copy()
+        received = old[indices]  # row of position p: what row ``rows[p]`` receives from col
+        off = np.flatnonzero(indices != rows)
+        # One transmission per off-diagonal position, in CSR order (each sender's stream is
+        # consumed in the same order as the sequential row-by-row loop).
+        received[off] = self._transmit(old[indices[off]], old[rows[off]], indices[off])
+        new = np.zeros_like(old)
+        lengths = np.diff(indptr)
+        for p in range(int(lengths.max()) if n else 0):
+            have = np.flatnonzero(lengths > p)
+            positions = indptr[have] + p
+            new[have] += data[positions][:, None] * received[positions]
+        self.models[:] = new
+
+    # -- reading state ---------------------------------------------------------------------
+
+    def pending_deltas(self) -> np.ndarray:
+        self.flush()
+        return super().pending_deltas()
+
+    def push_sum_totals(self) -> tuple[np.ndarray, float]:
+        self.flush()
+        return super().push_sum_totals()

@@ -1,0 +1,119 @@
+"""A lean event loop with SimPy's ordering, for the fast path of the simulation.
+
+SimPy processes events in ``(time, priority, insertion order)`` order; every event here
+has SimPy's NORMAL priority except process starts, which, like SimPy's ``Initialize``
+events, are URGENT. The loop keeps three queues that together give exactly that order:
+
+* ``urgent``: process starts, first-in first-out;
+* ``heap``: events in the future when they were scheduled, by ``(time, insertion)``;
+* ``soon``: events scheduled for the current instant, first-in first-out. Every heap entry
+  for the current instant was inserted before any of them, so heap entries of the current
+  instant go first.
+
+It runs SimPy-style generator processes that yield :meth:`LeanEnvironment.timeout`, and
+plain callbacks (``schedule(delay, function, argument)``), which is what the hand-written
+state machines of the fast paths use. A test holds the fast paths to the SimPy processes:
+same operations, at the same times, in the same order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Generator
+from heapq import heappop, heappush
+from typing import Any
+
+Callback = Callable[[Any], None]
+
+
+class _Stop(Exception):
+    """Raised inside the loop when the stop event is processed."""
+
+
+class LeanEvent:
+    """The stop event: ``succeed()`` schedules the end of the run at the current instant."""
+
+    def __init__(self, env: LeanEnvironment) -> None:
+        self.env = env
+        self.triggered = False
+
+    def succeed(self) -> LeanEvent:
+        if self.triggered:
+            raise RuntimeError("event already triggered")
+        self.triggered = True
+        self.env.soon.append((_raise_stop, None))
+        return self
+
+
+def _raise_stop(_: object) -> None:
+    raise _Stop
+
+
+class LeanEnvironment:
+    """The subset of ``simpy.Environment`` the engine uses, with the same event order."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.heap: list[tuple[float, int, Callback, Any]] = []
+        self.soon: deque[tuple[Callback, Any]] = deque()
+        self.urgent: deque[tuple[Callback, Any]] = deque()
+        self._insertion = itertools.count()
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def schedule(self, delay: float, callback: Callback, argument: Any = None) -> None:
+        """Call ``callback(argument)`` after ``delay`` (like a SimPy timeout it waits on)."""
+        at = self.now + delay
+        if at == self.now:
+            self.soon.append((callback, argument))
+        else:
+            heappush(self.heap, (at, next(self._insertion), callback, argument))
+
+    def start(self, callback: Callback, argument: Any = None) -> None:
+        """Start a process at the current instant (SimPy's URGENT ``Initialize``)."""
+        self.urgent.append((callback, argument))
+
+    # -- SimPy-compatible surface (generator processes yielding timeouts) -------------------
+
+    def timeout(self, delay: float) -> float:
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        return delay
+
+    def process(self, generator: Generator[float, object, None]) -> Generator:
+        self.start(self._resume, generator)
+        return generator
+
+    def _resume(self, generator: Generator[float, object, None]) -> None:
+        try:
+            delay = next(generator)
+        except StopIteration:
+            return
+        self.schedule(delay, self._resume, generator)
+
+    def event(self) -> LeanEvent:
+        return LeanEvent(self)
+
+    def run(self, until: LeanEvent) -> None:
+        """Process events until ``until`` has been processed."""
+        heap = self.heap
+        soon = self.soon
+        urgent = self.urgent
+        next_soon = soon.popleft
+        next_urgent = urgent.popleft
+        try:
+            while True:
+                if urgent:
+                    callback, argument = next_urgent()
+                elif soon and not (heap and heap[0][0] == self.now):
+                    callback, argument = next_soon()
+                elif heap:
+                    self.now, _, callback, argument = heappop(heap)
+                else:
+                    raise RuntimeError(
+                        f'No scheduled events left but "until" event was not triggered: {until}'
+                    )
+                callback(argument)
+        except _Stop:
+            return
