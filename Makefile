@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean venv
+.PHONY: demo test test-all lint bench clean venv notebooks
 
 venv: $(STAMP)
 
@@ -31,6 +31,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# Render notebooks/*.py (jupytext percent scripts) to notebooks/build/*.ipynb with outputs.
+# QUICK=1 (default) runs the seconds-long versions; `make notebooks QUICK=0` the full ones.
+QUICK ?= 1
+notebooks: $(STAMP)
+	mkdir -p notebooks/build
+	for nb in notebooks/*.py; do \
+		GOSSIPSIM_QUICK=$(QUICK) $(BIN)/jupytext --to ipynb --execute --run-path . \
+			--output notebooks/build/$$(basename $$nb .py).ipynb $$nb || exit 1; \
+	done
+	@echo "notebooks rendered to notebooks/build/ (results under results/notebooks/)"
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

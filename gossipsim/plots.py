@@ -55,7 +55,11 @@ def _group_columns(
     frame: pd.DataFrame, x: str, y: str, hue: str | None, col: str | None
 ) -> tuple[str | None, str | None, list[str]]:
     """Resolve ``auto`` hue/col; return them and the parameters folded into the hue label."""
-    candidates = (["case"] if "case" in frame.columns else []) + parameters_of(frame)
+    candidates = parameters_of(frame)
+    if "case" in frame.columns:
+        # Keys that a named case fixes (one value per case) are described by the case name.
+        per_case = frame.astype({k: str for k in candidates}).groupby("case", dropna=False)
+        candidates = ["case"] + [k for k in candidates if (per_case[k].nunique() > 1).any()]
     varying = [
         c for c in candidates if c not in (x, y) and frame[c].astype(str).nunique(dropna=False) > 1
     ]
@@ -163,14 +167,14 @@ def plot_table(
     scale, xlabel = _bit_scale(data, x)
     panels = [None] if col is None else list(pd.unique(data[col]))
     if col is not None:
-        panels = sorted(panels, key=_sort_key)
+        panels = _ordered(panels)
     ncols = min(len(panels), 4)
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(1.0 + 4.6 * ncols, 0.9 + 3.6 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     label_keys = [k for k in (hue, *extra) if k is not None]
     all_keys = _label_series(data, label_keys)
-    hue_values = sorted(pd.unique(all_keys), key=_sort_key)
+    hue_values = _ordered(pd.unique(all_keys))
     numeric_hue = (
         hue is not None
         and not extra
@@ -192,7 +196,7 @@ def plot_table(
     for ax, panel in zip(axes, panels, strict=False):
         subset = data if col is None else data[data[col].astype(str) == str(panel)]
         keys = all_keys.loc[subset.index]
-        for key in sorted(pd.unique(keys), key=_sort_key):
+        for key in [k for k in hue_values if (keys == k).any()]:
             group = subset[keys == key]
             curves = []
             statuses = []
@@ -260,6 +264,15 @@ def _colormap(name: str) -> Any:
     import matplotlib
 
     return matplotlib.colormaps[name]
+
+
+def _ordered(values: Sequence[Any]) -> list[Any]:
+    """Numeric values in numeric order; anything else in the order of the sweep."""
+    values = list(values)
+    keys = [_sort_key(v) for v in values]
+    if all(k[0] == 0 for k in keys):
+        return [v for _, v in sorted(zip(keys, values, strict=True), key=lambda kv: kv[0])]
+    return values
 
 
 def _sort_key(value: Any) -> tuple:

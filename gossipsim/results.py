@@ -231,7 +231,7 @@ def _tidy(frame: Any, keys: Sequence[str]) -> Any:
             frame = frame.drop(columns=column)
     if "replicate" in frame:
         frame["replicate"] = frame["replicate"].astype("Int64")
-    if "seed" in frame and len(frame):
+    if "seed" in frame and frame["seed"].dtype == object:
         frame["seed"] = pd.array(frame["seed"].tolist(), dtype="UInt64")
     for key in keys:
         values = [v for v in frame[key].tolist() if v is not None and v == v]
@@ -255,13 +255,17 @@ def collect(path: str | Path) -> Any:
     loaded = _load_runs(path)
     keys = _parameters(loaded)
     frames = []
+    seeds: list[Any] = []  # 64-bit seeds: kept as Python ints (a concat would make them float)
     for run_dir, config, meta, table in loaded:
         metrics = table.to_pandas()
         columns = _run_columns(config, meta, keys, run_dir)
+        seeds.extend([columns["seed"]] * len(metrics))
+        columns["seed"] = 0
         described = pd.DataFrame({k: [v] * len(metrics) for k, v in columns.items()})
         described.index = metrics.index
         frames.append(pd.concat([described, metrics], axis=1))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame["seed"] = pd.array(seeds, dtype="UInt64")
     frame = _tidy(frame, keys)
     frame.attrs["parameters"] = list(keys)
     return frame
@@ -320,6 +324,7 @@ def runs_table(path: str | Path) -> Any:
         row = _run_columns(config, meta, keys, run_dir)
         row["error"] = meta.get("error")
         row["wall_time"] = meta.get("wall_time")
+        row["spectral_gap"] = meta.get("spectral_gap")
         row["rows"] = table.num_rows
         if table.num_rows:
             last = {c: table.column(c)[-1].as_py() for c in table.column_names}

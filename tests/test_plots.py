@@ -1,0 +1,122 @@
+"""Figures and reports from collected tables: grouping, seed bands, axes, files written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gossipsim.cli import main
+from gossipsim.plots import plot_results, plot_table, standard_figures
+from gossipsim.report import summarize, write_report
+from tests.test_results import fake_run
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    for kind in ("ring", "complete"):
+        for sigma in (0.0, 1.0):
+            for replicate, seed in enumerate((11, 12, 13)):
+                fake_run(tmp_path, kind=kind, sigma=sigma, seed=seed, replicate=replicate, rows=6)
+    return tmp_path / "fake"
+
+
+def test_defaults_colour_by_first_swept_key_and_panel_by_second(sweep_dir):
+    from gossipsim.results import collect
+
+    frame = collect(sweep_dir)
+    fig = plot_table(frame)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["compute.sigma = 0", "compute.sigma = 1"]
+    assert sorted(line.get_label() for line in axes[0].lines) == ["complete", "ring"]
+    assert axes[0].get_legend().get_title().get_text() == "topology.kind"
+    assert "mean and 95% CI over 3 seeds" in fig._suptitle.get_text()
+    assert axes[0].get_xlabel() == "simulated time (s)"
+    assert axes[0].get_ylabel() == "training loss of the mean model"
+    # The line is the mean over the three seeds; the band surrounds it.
+    ring = frame[(frame["topology.kind"] == "ring") & (frame["compute.sigma"] == 0.0)]
+    expected = ring.groupby("time")["loss"].mean().to_numpy()
+    line = next(line for line in axes[0].lines if line.get_label() == "ring")
+    np.testing.assert_allclose(line.get_ydata(), expected)
+    assert len(axes[0].collections) == 2  # one band per line
+
+
+def test_loss_spanning_decades_gets_a_log_axis(sweep_dir):
+    from gossipsim.results import collect
+
+    frame = collect(sweep_dir)
+    assert plot_table(frame, y="loss").axes[0].get_yscale() == "log"
+    assert plot_table(frame, y="accuracy").axes[0].get_yscale() == "linear"
+
+
+def test_explicit_hue_and_no_panels(sweep_dir):
+    from gossipsim.results import collect
+
+    fig = plot_table(collect(sweep_dir), x="bits", y="consensus", hue="compute.sigma", col=None)
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(line.get_label() for line in ax.lines) == [
+        "compute.sigma=0, topology.kind=complete",
+        "compute.sigma=0, topology.kind=ring",
+        "compute.sigma=1, topology.kind=complete",
+        "compute.sigma=1, topology.kind=ring",
+    ]
+    assert ax.get_xlabel() == "data sent (bits, all nodes)"
+    with pytest.raises(ValueError, match="--hue: unknown column 'topology.knd'"):
+        plot_table(collect(sweep_dir), hue="topology.knd")
+
+
+def test_runs_on_different_x_grids_are_interpolated():
+    rows = []
+    for run, scale in (("a", 1.0), ("b", 2.0)):
+        for t in range(5):
+            rows.append({"run_id": run, "status": "complete", "interactions": t * scale,
+                         "loss": 1.0 + t, "name": "x"})  # fmt: skip
+    fig = plot_table(pd.DataFrame(rows), x="interactions", y="loss", hue=None, col=None)
+    (line,) = fig.axes[0].lines
+    xs, ys = line.get_xdata(), line.get_ydata()
+    assert xs[-1] == 8.0 and ys[-1] == 5.0  # beyond run a's range only run b counts
+    assert ys[list(xs).index(4.0)] == pytest.approx((5.0 + 3.0) / 2)
+
+
+def test_plot_cli_without_flags_writes_png_and_pdf(sweep_dir, capsys):
+    assert main(["plot", str(sweep_dir)]) == 0
+    png, pdf = sweep_dir / "loss_vs_time.png", sweep_dir / "loss_vs_time.pdf"
+    assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
+    assert main(["collect", str(sweep_dir)]) == 0
+    table = sweep_dir.parent / "fake.parquet"
+    out = sweep_dir.parent / "figs" / "acc.png"
+    assert main(["plot", str(table), "--y", "accuracy", "--hue", "none", "-o", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".pdf").is_file()
+    assert main(["plot", str(sweep_dir), "--y", "nonsense"]) == 2
+    assert "unknown column 'nonsense'" in capsys.readouterr().err
+
+
+def test_plot_results_and_standard_figures(sweep_dir, tmp_path):
+    paths = plot_results(sweep_dir, x="interactions", y="loss", output=tmp_path / "f.pdf")
+    assert [p.suffix for p in paths] == [".pdf", ".png"]
+    from gossipsim.results import collect
+
+    written = standard_figures(collect(sweep_dir), tmp_path / "std", formats=("png",))
+    names = [p.name for _, p in written]
+    assert names[0] == "loss_vs_time.png" and "consensus_vs_time.png" in names
+
+
+def test_report_summarises_each_configuration(sweep_dir, capsys):
+    fake_run(sweep_dir.parent, kind="star", sigma=0.0, status="diverged")
+    table, target = summarize(sweep_dir)
+    assert len(table) == 5 and set(table.columns) >= {"topology.kind", "runs", "final loss"}
+    assert target is not None and np.isfinite(target)
+    assert main(["report", str(sweep_dir), "--target", "0.1"]) == 0
+    text = (sweep_dir / "report.md").read_text()
+    assert text.startswith("# Sweep `fake`")
+    assert "Target loss: **0.1**" in text
+    assert "| topology.kind | compute.sigma | runs | status |" in text
+    assert "## Runs that did not complete" in text and "diverged" in text
+    assert "![loss vs time](loss_vs_time.png)" in text
+    assert (sweep_dir / "loss_vs_time.png").is_file()
+
+
+def test_write_report_without_figures(sweep_dir, tmp_path):
+    path = write_report(sweep_dir, output=tmp_path / "r.md", figures=False)
+    text = path.read_text()
+    assert "Figures" not in text and "time to target (s)" in text
