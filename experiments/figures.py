@@ -22,20 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gossipsim.results import read_run, run_directories  # noqa: E402
+from gossipsim.results import flatten, read_run, run_directories  # noqa: E402
 
 ALGORITHM_ORDER = ["swarmsgd", "adpsgd", "sgp", "dpsgd", "local_sgd", "allreduce"]
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat: dict = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def load(results: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -43,7 +32,7 @@ def load(results: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     frames, runs = [], []
     for path in run_directories(results / name):
         config, meta, table = read_run(path)
-        flat = _flatten(config)
+        flat = flatten(config)
         info = {
             **flat,
             "run_id": meta.get("run_id", path.name),
