@@ -17,9 +17,15 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from gossipsim.algorithms import get_algorithm
-from gossipsim.budget import check_memory
-from gossipsim.config import ConfigError, ConfigSource, NoQuantizer, RunConfig
+from gossipsim.algorithms import coding, get_algorithm
+from gossipsim.budget import check_memory, node_count
+from gossipsim.config import (
+    ConfigError,
+    ConfigSource,
+    GradientCodingConfig,
+    NoQuantizer,
+    RunConfig,
+)
 from gossipsim.engine.batched import BatchedExecutor
 from gossipsim.engine.executor import SequentialExecutor
 from gossipsim.engine.lean import LeanEnvironment
@@ -65,27 +71,37 @@ def prepare(config: RunConfig) -> Prepared:
     check_memory(config)
     streams = Streams(config.seed)
     topo = config.topology
+    n = node_count(config)
+    gradient_coding = isinstance(config.algorithm, GradientCodingConfig)
+    if gradient_coding:  # the PS star of algorithm.workers; the topology section is ignored
+        graph = coding.ps_star(n)
+    else:
+        try:
+            graph = build_graph(
+                topo.kind,
+                topo.n,
+                streams.generator("topology"),
+                degree=getattr(topo, "degree", 4),
+                p=getattr(topo, "p", 0.1),
+                k=getattr(topo, "k", 4),
+                rows=getattr(topo, "rows", None),
+                path=getattr(topo, "path", None),
+            )
+        except ValueError as exc:
+            raise _located(config, "topology", exc) from None
     try:
-        graph = build_graph(
-            topo.kind,
-            topo.n,
-            streams.generator("topology"),
-            degree=getattr(topo, "degree", 4),
-            p=getattr(topo, "p", 0.1),
-            k=getattr(topo, "k", 4),
-            rows=getattr(topo, "rows", None),
-            path=getattr(topo, "path", None),
-        )
-    except ValueError as exc:
-        raise _located(config, "topology", exc) from None
-    try:
-        problem = build_problem(config, topo.n, streams)
+        problem = build_problem(config, n, streams)
     except ValueError as exc:
         raise _located(config, "objective", exc) from None
+    if gradient_coding:  # sizes, assignment and chunks checked before the run
+        try:
+            coding.validate(config.algorithm, problem.n_train)
+        except ValueError as exc:
+            raise _located(config, "algorithm", exc) from None
     comp = config.compute
     try:
         compute = ComputeModel(
-            topo.n,
+            n,
             comp.kind,
             streams.generator("timing/heterogeneity"),
             mean=comp.mean,
@@ -109,7 +125,7 @@ def simulate(
     algorithm = config.algorithm
     quantizer_config = getattr(algorithm, "quantizer", NoQuantizer())
     quantizer = make_quantizer(**quantizer_config.model_dump())
-    n = config.topology.n
+    n = prepared.compute.n  # topology.n, or algorithm.workers for gradient coding
     models = initial_models(config, prepared.problem, n, prepared.streams)
     # engine.executor: "sequential" is the reference (SimPy processes, one operation at a
     # time); "batched" runs the lean event loop and applies operations in vectorized waves.
@@ -157,7 +173,7 @@ def run_summary(prepared: Prepared, outcome: RunOutcome, wall_time: float) -> di
         "stop_reason": outcome.stop_reason,
         "end_time": outcome.end_time,
         "wall_time": wall_time,
-        "n_nodes": prepared.config.topology.n,
+        "n_nodes": prepared.compute.n,
         "dim": prepared.problem.objective.dim,
         "edges": prepared.graph.number_of_edges(),
         "spectral_gap": prepared.spectral_gap,

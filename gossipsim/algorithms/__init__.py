@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gossipsim.algorithms import coding
 from gossipsim.algorithms.gossip import adpsgd, allreduce, dpsgd, local_sgd, sgp, swarmsgd
 from gossipsim.engine.simulation import Simulation
 
@@ -18,6 +19,7 @@ ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
     "sgp": sgp.start,
     "allreduce": allreduce.start,
     "local_sgd": local_sgd.start,
+    "gradient_coding": coding.start,
 }
 
 
