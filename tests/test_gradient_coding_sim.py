@@ -194,3 +194,40 @@ def test_compare_config_sweeps_every_scheme():
     assert schemes == ["uncoded", "ignore_stragglers", "fr", "cr", "partial"]
     for scheme in schemes:
         prepare(load_config(CONFIGS / "gc_compare.yaml", [f"algorithm.scheme={scheme}"]))
+
+
+@pytest.mark.parametrize("scheme", ["cr", "partial", "ignore_stragglers"])
+def test_transient_stragglers_draw_only_the_slots_workers_start(scheme, monkeypatch):
+    """Transient slow periods are keyed to time: slots never started are not drawn, so the
+    timing model's calls stay in time order across iterations."""
+    from gossipsim.algorithms.coding.schedule import Schedule
+
+    seen = []
+    original = Schedule.reached
+
+    def spy(self, D, start):
+        result = original(self, D, start)
+        seen.append((result, D, start, self.stop_time))
+        return result
+
+    monkeypatch.setattr(Schedule, "reached", spy)
+    config = gc_config(
+        scheme,
+        compute={
+            "kind": "exponential",
+            "mean": 1.0,
+            "stragglers": {"fraction": 0.3, "slowdown": 5.0, "mode": "transient", "period": 3.0},
+        },
+        algorithm={"report_every": 0.2},
+        stop={"iterations": 25},
+    )
+    outcome, _, gc = run(config)
+    assert gc.transient and outcome.stop_reason == "iterations"
+    assert len(seen) >= 25
+    for reached, D, start, stop in seen:
+        assert reached[:, 0].all()  # every worker starts its first chunk
+        finish = start + np.cumsum(D, axis=1)
+        if scheme != "ignore_stragglers":  # a worker that finished a slot before the stop
+            done_early = finish[:, :-1] < stop  # goes on with its next one
+            assert reached[:, 1:][done_early].all()
+    assert max(gc.decode_errors) < (1.0 if scheme == "ignore_stragglers" else 1e-8)

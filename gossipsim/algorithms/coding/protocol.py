@@ -49,6 +49,7 @@ worker time spent not computing within iterations.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Generator
 
@@ -76,6 +77,7 @@ from gossipsim.algorithms.coding.schedule import (
 )
 from gossipsim.config import GradientCodingConfig
 from gossipsim.engine.simulation import Simulation
+from gossipsim.timing import ComputeModel
 
 SCHEMES = ("uncoded", "ignore_stragglers", "fr", "cr", "partial")
 METRICS = (
@@ -205,6 +207,10 @@ class GradientCoding:
             coded_bits=vector_bits,
         )
         self.timing = sim.streams.generators("timing", self.n)
+        compute = sim.compute
+        self.transient = (
+            compute.mode == "transient" and compute.fraction > 0 and compute.slowdown > 1
+        )
         self.sampling = sim.streams.generators("sampling", self.n)
 
         # The PS model (row 0 of the initial models) mirrored into every row.
@@ -282,16 +288,50 @@ class GradientCoding:
 
     # -- timing --------------------------------------------------------------------------
 
-    def draw_durations(self, start: float) -> np.ndarray:
-        """``(n, load)`` slot durations for an iteration whose model arrives at ``start``."""
-        compute = self.sim.compute
-        D = np.empty((self.n, self.load))
+    def draw_durations(
+        self,
+        start: float,
+        compute: ComputeModel | None = None,
+        rngs: list[np.random.Generator] | None = None,
+        reached: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``(n, load)`` slot durations for an iteration whose model arrives at ``start``.
+
+        Every slot is drawn unless ``reached`` says which (the others are NaN).
+        """
+        compute = compute or self.sim.compute
+        rngs = rngs or self.timing
+        D = np.full((self.n, self.load), np.nan)
         for i in range(self.n):
             now = start
             for slot in range(self.load):
-                D[i, slot] = compute.duration(i, 1, now, self.timing[i])
+                if reached is not None and not reached[i, slot]:
+                    break
+                D[i, slot] = compute.duration(i, 1, now, rngs[i])
                 now += D[i, slot]
         return D
+
+    def plan_iteration(self, start: float) -> Schedule:
+        """Draw the iteration's slot durations and compute its schedule.
+
+        Without transient stragglers every worker draws all ``load`` slots (the fixed pattern
+        that gives every scheme the same draws). With transient stragglers a draw advances
+        the worker's on/off process to the slot's start, so slots the worker never starts
+        must not be drawn: the schedule is found on copies of the timing state, then only
+        the slots started before the workers stop are drawn for real (same values).
+        """
+        compute = self.sim.compute
+        if not self.transient:
+            return self.schedule(self.draw_durations(start))
+        probe = self.draw_durations(
+            start, copy.deepcopy(compute), [copy.deepcopy(rng) for rng in self.timing]
+        )
+        schedule = self.schedule(probe)
+        reached = schedule.reached(probe, self.net.model)  # schedule times: from t0
+        D = self.draw_durations(start, reached=reached)
+        if not np.array_equal(D[reached], probe[reached]):
+            raise RuntimeError("transient straggler draws differ between probe and run")
+        return schedule
 
     def schedule(self, D: np.ndarray) -> Schedule:
         config = self.config
@@ -307,8 +347,7 @@ class GradientCoding:
         env = sim.env
         while True:
             t0 = env.now
-            D = self.draw_durations(t0 + self.net.model)
-            schedule = self.schedule(D)
+            schedule = self.plan_iteration(t0 + self.net.model)
             G = self.chunk_gradients(self.w)
             truth = G.T @ self.weights + (self.l2 * self.w if self.l2 else 0.0)
             g_hat, condition = self.estimate(self.w, G, schedule)

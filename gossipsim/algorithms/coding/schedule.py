@@ -71,6 +71,15 @@ class Schedule:
     decoding: Decoding | None = None  # fr / cr
     state: np.ndarray | None = None  # partial: the state vector at the snapshot
     snapshot_time: float = math.nan  # partial: when the PS sent encode-and-transmit
+    stop_time: float = math.inf  # when workers stop computing (next model / the signal)
+    slots: int = 0  # slots a worker may process this iteration (1 for the uncoded baselines)
+
+    def reached(self, D: np.ndarray, start: float) -> np.ndarray:
+        """``(n, slots)`` bool: slot started before the workers stop (its duration matters)."""
+        starts = start + np.cumsum(D, axis=1) - D
+        reached = starts < self.stop_time
+        reached[:, self.slots :] = False
+        return reached
 
     @property
     def wasted_chunks(self) -> int:
@@ -123,7 +132,7 @@ def baseline_schedule(
     senders = np.sort(order[:k])
     decode_time = float(arrival[order[k - 1]])
     abort = decode_time + net.model  # the next model reaches the workers
-    schedule = Schedule(decode_time, senders, decoding=decoding)
+    schedule = Schedule(decode_time, senders, decoding=decoding, stop_time=abort, slots=slots)
     schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
     used = np.zeros(n, dtype=bool)
     used[senders] = True
@@ -204,7 +213,9 @@ def partial_schedule(
     stop = snapshot + net.signal  # the signal reaches the workers
     senders = np.flatnonzero(state > 0)
     decode_time = stop + net.coded if senders.size else snapshot
-    schedule = Schedule(decode_time, senders, state=state, snapshot_time=snapshot)
+    schedule = Schedule(
+        decode_time, senders, state=state, snapshot_time=snapshot, stop_time=stop, slots=slots
+    )
     schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
     for _, send, _, _ in reports:
         if send <= stop:
