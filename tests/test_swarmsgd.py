@@ -40,7 +40,9 @@ def test_blocking_lr0_preserves_mean_and_consensus_falls():
     np.testing.assert_allclose(mean_model(start.models), mean_model(initial), rtol=0, atol=1e-12)
     consensus = [row["consensus"] for row in outcome.rows]
     assert consensus[-1] < 1e-3 * consensus[0]
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(consensus, consensus[1:], strict=False))
+    # Pairwise averages never raise Γ (up to float round-off once it is ~0).
+    noise = 1e-24 * consensus[0]
+    assert all(b <= a * (1 + 1e-12) + noise for a, b in zip(consensus, consensus[1:], strict=False))
 
 
 def test_nonblocking_lr0_preserves_mean_with_pending_deltas():

@@ -23,10 +23,16 @@ class _Linear(Objective):
     """Shared initialisation of the linear objectives."""
 
     def init_params(self, rng: np.random.Generator, scale: float) -> np.ndarray:
-        """Every entry (bias included) i.i.d. ``N(0, scale²)``."""
+        """Every entry (bias included) i.i.d. ``N(0, scale² / n_features)``.
+
+        With standardized features this keeps the initial logits / predictions of order
+        ``scale`` whatever the number of features (``scale = 1`` is the standard LeCun
+        initialisation, as for the MLP), so the initial loss does not explode with ``f``.
+        """
         if scale < 0:
             raise ValueError(f"scale must be >= 0, got {scale}")
-        return rng.normal(0.0, scale, size=self.dim)
+        fan_in = self.net.sizes[0]
+        return rng.normal(0.0, scale / np.sqrt(fan_in), size=self.dim)
 
 
 class LeastSquares(_Linear):
