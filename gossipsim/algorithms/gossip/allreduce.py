@@ -28,8 +28,7 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     reduce_time = sim.network.allreduce_time(sim.n, vector_bits)
     bits_per_round = round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits))
     while True:
-        yield sim.env.timeout(clock.compute_phase() + reduce_time)
-        sim.comm_time += sim.n * reduce_time
+        yield from clock.round(reduce_time)
         sim.submit(AllReduceStep())
         account_allreduce(sim, bits_per_round)
         for node in range(sim.n):

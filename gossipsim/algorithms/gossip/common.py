@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import numpy as np
+import simpy
 
 from gossipsim.config import FixedLocalSteps, GeometricLocalSteps
 from gossipsim.engine.simulation import Simulation
@@ -24,18 +27,21 @@ def random_neighbour(sim: Simulation, node: int, rng: np.random.Generator) -> in
 
 
 class SynchronousClock:
-    """Per-node compute times of a synchronous round, drawn from each node's timing stream.
+    """Per-node compute times of synchronous rounds, drawn from each node's timing stream.
 
-    A round lasts as long as its slowest node; the others idle for the difference, which
-    is added to ``sim.idle_time``.
+    A round lasts as long as its slowest node plus the communication phase; the others
+    idle for the difference. Idle and communication time are accounted when the round
+    has actually elapsed, so a run stopped mid-round never counts time that did not pass.
     """
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
         self.timing = sim.streams.generators("timing", sim.n)
 
-    def compute_phase(self, steps: list[int] | None = None) -> float:
-        """Duration of a round's compute phase (node i does ``steps[i]`` steps, default 1)."""
+    def round(
+        self, communication: float, steps: list[int] | None = None
+    ) -> Generator[simpy.Event, object, None]:
+        """Wait out one round: node i computes ``steps[i]`` steps (default 1), then all talk."""
         sim = self.sim
         now = sim.env.now
         durations = np.array(
@@ -45,5 +51,6 @@ class SynchronousClock:
             ]
         )
         slowest = float(durations.max())
+        yield sim.env.timeout(slowest + communication)
         sim.idle_time += float((slowest - durations).sum())
-        return slowest
+        sim.comm_time += sim.n * communication

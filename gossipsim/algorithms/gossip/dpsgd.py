@@ -32,8 +32,7 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     # The slowest exchange: the node with the most neighbours sends them one message each.
     exchange = sim.network.latency + max_degree * bits / sim.network.bandwidth
     while True:
-        yield sim.env.timeout(clock.compute_phase() + exchange)
-        sim.comm_time += sim.n * exchange
+        yield from clock.round(exchange)
         for node in range(sim.n):
             sim.submit(LocalSteps(node, 1))
             sim.count_local_steps(node, 1)

@@ -30,8 +30,7 @@ def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, ob
     bits_per_round = round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits))
     while True:
         steps = [draw_local_steps(config.local_steps, steps_rng[i]) for i in range(sim.n)]
-        yield sim.env.timeout(clock.compute_phase(steps) + reduce_time)
-        sim.comm_time += sim.n * reduce_time
+        yield from clock.round(reduce_time, steps)
         for node in range(sim.n):
             sim.submit(LocalSteps(node, steps[node]))
             sim.count_local_steps(node, steps[node])
