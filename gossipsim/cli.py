@@ -24,6 +24,8 @@ def _progress_bar(
         key, total, unit = "time", stop.time, "sim s"
     elif stop.interactions is not None:
         key, total, unit = "interactions", stop.interactions, "interactions"
+    elif stop.iterations is not None:
+        key, total, unit = "iteration", stop.iterations, "iterations"
     else:
         key, total, unit = "epochs", stop.epochs, "epochs"
     bar = tqdm(
@@ -36,7 +38,7 @@ def _progress_bar(
     )
 
     def update(row: dict) -> None:
-        bar.n = min(float(row[key]), float(total))
+        bar.n = min(float(row.get(key, row.get("iterations", 0))), float(total))
         bar.set_postfix_str(f"loss {row['loss']:.4g}", refresh=False)
         bar.refresh()
 
@@ -55,11 +57,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     prepared = prepare(config)
+    if config.algorithm.kind == "gradient_coding":
+        graph_kind = "the parameter-server star"
+    else:
+        graph_kind = prepared.graph.graph.get("kind", config.topology.kind)
     if args.print:
         print(config_to_yaml(config), end="")
     print(
-        f"{args.config}: ok — {config.algorithm.kind} on {config.topology.kind} "
-        f"(n={config.topology.n}, λ₂={prepared.spectral_gap:.4g}), "
+        f"{args.config}: ok — {config.algorithm.kind} on {graph_kind} "
+        f"(n={prepared.graph.number_of_nodes()}, λ₂={prepared.spectral_gap:.4g}), "
         f"{config.objective.kind} with d={prepared.problem.objective.dim}, "
         f"{prepared.problem.n_train} training samples"
     )

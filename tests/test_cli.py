@@ -183,3 +183,20 @@ def test_console_script_end_to_end(tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "config file not found" in bad.stderr
+
+
+def test_iterations_only_stop_runs_with_a_progress_bar(tmp_path, monkeypatch, capsys):
+    config = write(
+        tmp_path,
+        """\
+        name: gcit
+        objective: {kind: least_squares, dataset: {kind: synthetic, n_samples: 600, n_features: 5}}
+        compute: {kind: exponential, mean: 1.0}
+        algorithm: {kind: gradient_coding, scheme: partial, workers: 6, load: 2}
+        stop: {iterations: 20}
+        """,
+    )
+    assert main(["validate", str(config)]) == 0
+    assert "parameter-server star (n=7" in capsys.readouterr().out
+    assert main(["run", str(config), "--out", str(tmp_path / "r")]) == 0
+    assert "complete (iterations)" in capsys.readouterr().out
