@@ -1,4 +1,4 @@
-"""Kill a sweep (SIGKILL, real subprocesses) at random moments; nothing half-written, resume completes.
+"""SIGKILL a sweep (real subprocesses) at random moments: nothing half-written, resume finishes.
 
 After every kill each run directory present is whole (config, meta, metrics all readable,
 status complete); re-running the sweep runs exactly the missing runs, and the final
