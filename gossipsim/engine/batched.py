@@ -85,7 +85,8 @@ class MinibatchSampler:
             for node in nodes[short].tolist():
                 self._refill(node)
             cursor = self.cursor[nodes]
-        idx = self.buffer[nodes[:, None], cursor[:, None] + self._columns[b]]
+        flat = nodes * self.buffer.shape[1] + cursor
+        idx = self.buffer.take(flat[:, None] + self._columns[b])
         self.cursor[nodes] = cursor + b
         idx += self.offsets[nodes][:, None]
         return idx
@@ -118,13 +119,29 @@ class BatchedExecutor(SequentialExecutor):
         self.flushes = 0
 
     def _reset_log(self) -> None:
-        self._kind: list[int] = []
-        self._a: list[int] = []
-        self._b: list[int] = []
-        self._level: list[int] = []
+        # Cleared in place: fast paths hold on to these lists (see :meth:`log_lists`).
+        if hasattr(self, "_kind"):
+            for log in (self._kind, self._a, self._b, self._level):
+                log.clear()
+            self._last[:] = [0] * self.n
+        else:
+            self._kind: list[int] = []
+            self._a: list[int] = []
+            self._b: list[int] = []
+            self._level: list[int] = []
+            self._last = [0] * self.n
         self._barriers: dict[int, Operation] = {}
-        self._last = [0] * self.n
-        self._room = self.flush_every
+
+    def log_lists(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        """The log itself, for fast paths that append to it directly.
+
+        Returns ``(codes, first, second, levels, last_level)``: an operation is appended as
+        its code, its node (or first node), its second value (steps, partner), and its
+        level, which must be one more than the largest ``last_level`` of its nodes, which
+        are then set to it. Whoever appends calls :meth:`flush` once ``len(codes)`` reaches
+        :attr:`flush_every`.
+        """
+        return self._kind, self._a, self._b, self._level, self._last
 
     # -- logging ---------------------------------------------------------------------------
 
@@ -137,8 +154,7 @@ class BatchedExecutor(SequentialExecutor):
         self._a.append(node)
         self._b.append(steps)
         self._level.append(level)
-        self._room -= 1
-        if not self._room:
+        if len(self._kind) >= self.flush_every:
             self.flush()
 
     def log_pair(self, code: int, i: int, j: int) -> None:
@@ -153,8 +169,7 @@ class BatchedExecutor(SequentialExecutor):
         self._a.append(i)
         self._b.append(j)
         self._level.append(level)
-        self._room -= 1
-        if not self._room:
+        if len(self._kind) >= self.flush_every:
             self.flush()
 
     def _log_single(self, code: int, node: int, extra: int = 0, after: int = 0) -> int:
@@ -165,7 +180,6 @@ class BatchedExecutor(SequentialExecutor):
         self._a.append(node)
         self._b.append(extra)
         self._level.append(level)
-        self._room -= 1
         return level
 
     def submit(self, op: Operation) -> None:
@@ -202,11 +216,10 @@ class BatchedExecutor(SequentialExecutor):
             self._a.append(0)
             self._b.append(0)
             self._level.append(level)
-            self._last = [level] * self.n
-            self._room -= 1
+            self._last[:] = [level] * self.n
         else:
             raise TypeError(f"unknown operation {op!r}")
-        if self._room <= 0:
+        if len(self._kind) >= self.flush_every:
             self.flush()
 
     # -- applying the log ------------------------------------------------------------------

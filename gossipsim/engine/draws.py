@@ -50,13 +50,25 @@ class NodeClock:
         self.compute = compute
         self.node = node
         self.rng = rng
-        self.factor = compute.factors[node]
+        self.factor = float(compute.factors[node])  # Python float: same IEEE products
         self._direct = compute._transient
         deterministic = compute.kind == "constant" or (
             compute.kind == "lognormal" and compute.sigma == 0
         )
         self._fixed: dict[int, float] | None = {} if deterministic else None
         self._base = None if deterministic else Prefetch(lambda size: compute._draw(rng, size))
+
+    def one_step(self, now: float) -> float:
+        """``duration(1, now)``: one step (the common case, kept short)."""
+        base = self._base
+        if base is None or self._direct:
+            return self.duration(1, now)
+        position = base._position
+        if position == len(base._values):
+            return base.take() * self.factor
+        base._position = position + 1
+        # Same IEEE product as ``float((draw * factor).sum())`` on a one-element array.
+        return base._values[position] * self.factor
 
     def duration(self, steps: int, now: float) -> float:
         if self._direct:
@@ -69,7 +81,7 @@ class NodeClock:
             return known
         if steps == 1:
             # Same IEEE product as ``float((draw * factor).sum())`` on a one-element array.
-            return float(self._base.take() * self.factor)
+            return self._base.take() * self.factor
         if steps == 0:
             return 0.0
         draws = np.array([self._base.take() for _ in range(steps)])

@@ -101,19 +101,22 @@ class LeanEnvironment:
         soon = self.soon
         urgent = self.urgent
         next_soon = soon.popleft
-        next_urgent = urgent.popleft
+        now = self.now
         try:
             while True:
-                if urgent:
-                    callback, argument = next_urgent()
-                elif soon and not (heap and heap[0][0] == self.now):
+                while urgent:
+                    callback, argument = urgent.popleft()
+                    callback(argument)
+                if soon and not (heap and heap[0][0] == now):
                     callback, argument = next_soon()
+                    callback(argument)
                 elif heap:
-                    self.now, _, callback, argument = heappop(heap)
+                    now, _, callback, argument = heappop(heap)
+                    self.now = now
+                    callback(argument)
                 else:
                     raise RuntimeError(
                         f'No scheduled events left but "until" event was not triggered: {until}'
                     )
-                callback(argument)
         except _Stop:
             return

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 
-from gossipsim.config import SwarmSGDConfig
-from gossipsim.engine.batched import BUFFER, PAIR, BatchedExecutor
+from gossipsim.config import FixedLocalSteps, SwarmSGDConfig
+from gossipsim.engine.batched import BUFFER, LOCAL, PAIR, BatchedExecutor
 from gossipsim.engine.draws import NodeClock, local_step_draws, neighbour_draws
 from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
 from gossipsim.engine.lean import LeanEnvironment
@@ -30,13 +29,46 @@ def _loggers(
 ) -> tuple[Callable[[int, int], None], Callable[[int, int], None]]:
     """(log local steps, log exchange): straight into a batched log, else as operations."""
     executor = sim.executor
-    if isinstance(executor, BatchedExecutor):
-        return executor.log_local, partial(executor.log_pair, BUFFER if nonblocking else PAIR)
-    exchange = BufferExchange if nonblocking else PairAverage
-    return (
-        lambda node, steps: sim.submit(LocalSteps(node, steps)),
-        lambda i, j: sim.submit(exchange(i, j)),
+    if not isinstance(executor, BatchedExecutor):
+        exchange = BufferExchange if nonblocking else PairAverage
+        return (
+            lambda node, steps: sim.submit(LocalSteps(node, steps)),
+            lambda i, j: sim.submit(exchange(i, j)),
+        )
+    # BatchedExecutor.log_local / log_pair, inlined (this runs once per operation).
+    codes, first, second, levels, last = executor.log_lists()
+    add_code, add_first, add_second, add_level = (
+        codes.append,
+        first.append,
+        second.append,
+        levels.append,
     )
+    limit = executor.flush_every
+    flush = executor.flush
+    code = BUFFER if nonblocking else PAIR
+
+    def log_local(node: int, steps: int) -> None:
+        level = last[node] + 1
+        last[node] = level
+        add_code(LOCAL)
+        add_first(node)
+        add_second(steps)
+        add_level(level)
+
+    def log_exchange(i: int, j: int) -> None:
+        li = last[i]
+        lj = last[j]
+        level = (li if li > lj else lj) + 1
+        last[i] = level
+        last[j] = level
+        add_code(code)
+        add_first(i)
+        add_second(j)
+        add_level(level)
+        if len(codes) >= limit:
+            flush()
+
+    return log_local, log_exchange
 
 
 def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> None:
@@ -46,8 +78,14 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
     n = sim.n
     streams = sim.streams
     clocks = [NodeClock(sim.compute, i, streams.generator("timing", i)) for i in range(n)]
+    durations = [clock.duration for clock in clocks]
+    one_step = [clock.one_step for clock in clocks]
+    fixed = config.local_steps if isinstance(config.local_steps, FixedLocalSteps) else None
     draw_steps = [
-        local_step_draws(config.local_steps, streams.generator("local_steps", i)) for i in range(n)
+        local_step_draws(config.local_steps, streams.generator("local_steps", i))
+        if fixed is None
+        else None
+        for i in range(n)
     ]
     partners = [
         neighbour_draws(sim.neighbours[i], streams.generator("pairing", i)).take for i in range(n)
@@ -60,7 +98,7 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
     request_stop = sim.request_stop
     schedule = env.schedule
     soon = env.soon
-    steps = [0] * n
+    steps = [1 if fixed is None else fixed.value] * n
     partner = [0] * n
 
     def count_local_steps(i: int, s: int) -> None:
@@ -75,12 +113,16 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
         if interactions_limit is not None and sim.interactions >= interactions_limit:
             request_stop("interactions")
 
+    def compute_time(i: int) -> float:
+        s = steps[i]
+        return one_step[i](env.now) if s == 1 else durations[i](s, env.now)
+
     if config.nonblocking:
 
         def top(i: int) -> None:
-            s = draw_steps[i]()
-            steps[i] = s
-            schedule(clocks[i].duration(s, env.now), after_compute, i)
+            if fixed is None:
+                steps[i] = draw_steps[i]()
+            schedule(compute_time(i), after_compute, i)
 
         def after_compute(i: int) -> None:
             s = steps[i]
@@ -99,15 +141,13 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
             env.start(top, i)
         return
 
-    # Blocking: simpy.Resource(capacity=1) per node, replayed.
+    # Blocking: simpy.Resource(capacity=1) per node, replayed. A grant resumes the node
+    # at the continuation it registered when it requested the lock.
     exchange_time = 2 * message_time  # both partners send at once
     held = [False] * n
     queue = [deque() for _ in range(n)]
     resume: list[Callable[[int], None]] = [top_placeholder] * n
     waiting_since = [0.0] * n
-
-    def grant(i: int) -> None:
-        resume[i](i)
 
     def request(lock: int, i: int, then: Callable[[int], None]) -> None:
         resume[i] = then
@@ -115,30 +155,30 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
         waiting.append(i)
         if not held[lock]:
             held[lock] = True
-            soon.append((grant, waiting.popleft()))
+            head = waiting.popleft()
+            soon.append((resume[head], head))
 
     def release_event(lock: int) -> None:
         waiting = queue[lock]
         if waiting and not held[lock]:
             held[lock] = True
-            soon.append((grant, waiting.popleft()))
-
-    def release(lock: int) -> None:
-        held[lock] = False
-        soon.append((release_event, lock))
+            head = waiting.popleft()
+            soon.append((resume[head], head))
 
     def top(i: int) -> None:
-        steps[i] = draw_steps[i]()
+        if fixed is None:
+            steps[i] = draw_steps[i]()
         request(i, i, after_own_lock)
 
     def after_own_lock(i: int) -> None:
-        schedule(clocks[i].duration(steps[i], env.now), after_compute, i)
+        schedule(compute_time(i), after_compute, i)
 
     def after_compute(i: int) -> None:
         s = steps[i]
         log_local(i, s)
         count_local_steps(i, s)
-        release(i)
+        held[i] = False  # release the own lock
+        soon.append((release_event, i))
         j = partners[i]()
         partner[i] = j
         waiting_since[i] = env.now
@@ -157,12 +197,12 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
         sim.comm_time += exchange_time
         log_exchange(i, j)
         count_interaction()
-        if i < j:
-            release(j)
-            release(i)
-        else:
-            release(i)
-            release(j)
+        # Leave the inner ``with`` (the larger id), then the outer one.
+        first, second = (i, j) if i < j else (j, i)
+        held[second] = False
+        soon.append((release_event, second))
+        held[first] = False
+        soon.append((release_event, first))
         top(i)
 
     for i in range(n):
