@@ -58,7 +58,8 @@ class LeanEnvironment:
         self.heap: list[tuple[float, int, Callback, Any]] = []
         self.soon: deque[tuple[Callback, Any]] = deque()
         self.urgent: deque[tuple[Callback, Any]] = deque()
-        self._insertion = itertools.count()
+        # Insertion counter of the heap (fast paths that push to ``heap`` directly use it).
+        self.insertion = itertools.count()
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -68,7 +69,7 @@ class LeanEnvironment:
         if at == self.now:
             self.soon.append((callback, argument))
         else:
-            heappush(self.heap, (at, next(self._insertion), callback, argument))
+            heappush(self.heap, (at, next(self.insertion), callback, argument))
 
     def start(self, callback: Callback, argument: Any = None) -> None:
         """Start a process at the current instant (SimPy's URGENT ``Initialize``)."""

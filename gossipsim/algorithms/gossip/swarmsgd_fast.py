@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from heapq import heappush
 
 from gossipsim.config import FixedLocalSteps, SwarmSGDConfig
 from gossipsim.engine.batched import BUFFER, LOCAL, PAIR, BatchedExecutor
@@ -170,13 +171,25 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
             steps[i] = draw_steps[i]()
         request(i, i, after_own_lock)
 
+    # ``env.schedule`` and the counters, inlined in the blocking path (its hottest code).
+    heap = env.heap
+    insertion = env.insertion
+
     def after_own_lock(i: int) -> None:
-        schedule(compute_time(i), after_compute, i)
+        now = env.now
+        at = now + compute_time(i)
+        if at == now:
+            soon.append((after_compute, i))
+        else:
+            heappush(heap, (at, next(insertion), after_compute, i))
 
     def after_compute(i: int) -> None:
         s = steps[i]
         log_local(i, s)
-        count_local_steps(i, s)
+        sim.local_steps += s
+        sim.samples += s * batch[i]
+        if epochs_limit is not None and sim.samples / n_train >= epochs_limit:
+            request_stop("epochs")
         held[i] = False  # release the own lock
         soon.append((release_event, i))
         j = partners[i]()
@@ -189,14 +202,21 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
         request(j if i < j else i, i, after_second_lock)
 
     def after_second_lock(i: int) -> None:
-        sim.idle_time += env.now - waiting_since[i]
-        schedule(message_time, after_exchange, i)
+        now = env.now
+        sim.idle_time += now - waiting_since[i]
+        at = now + message_time
+        if at == now:
+            soon.append((after_exchange, i))
+        else:
+            heappush(heap, (at, next(insertion), after_exchange, i))
 
     def after_exchange(i: int) -> None:
         j = partner[i]
         sim.comm_time += exchange_time
         log_exchange(i, j)
-        count_interaction()
+        sim.interactions += 1
+        if interactions_limit is not None and sim.interactions >= interactions_limit:
+            request_stop("interactions")
         # Leave the inner ``with`` (the larger id), then the outer one.
         first, second = (i, j) if i < j else (j, i)
         held[second] = False
