@@ -15,14 +15,11 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from gossipsim.results import flatten, read_run, run_directories  # noqa: E402
+from gossipsim.results import flatten, read_run, run_directories
 
 ALGORITHM_ORDER = ["swarmsgd", "adpsgd", "sgp", "dpsgd", "local_sgd", "allreduce"]
 

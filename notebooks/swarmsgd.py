@@ -148,3 +148,42 @@ fig
 table, target = summarize(RESULTS / sweep.name)
 display(Markdown(f"Target loss {target:.4g}"))
 table
+
+# %% [markdown]
+# ## The experiments of `experiments/`
+#
+# The six experiment sweeps (`experiments/*.yaml`, each with a note) reproduce the paper's
+# claims at small scale. Full mode loads their results from `results/` (run
+# `gossipsim sweep experiments/<name>.yaml --out results` first; missing runs are run here)
+# and draws the same figures as `python experiments/figures.py <name>`. Quick mode runs two
+# of them shrunk to a few simulated seconds.
+
+# %%
+import importlib.util  # noqa: E402
+
+import gossipsim  # noqa: E402
+from gossipsim.sweep import load_sweep  # noqa: E402
+
+EXPERIMENTS_DIR = Path(gossipsim.__file__).resolve().parent.parent / "experiments"
+spec = importlib.util.spec_from_file_location("figures", EXPERIMENTS_DIR / "figures.py")
+experiment_figures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(experiment_figures)
+
+if QUICK:
+    EXPERIMENTS = {"heterogeneity": ["stop.time=6"], "communication": ["stop.epochs=0.3"]}
+    EXPERIMENT_RESULTS = RESULTS / "experiments"
+else:
+    EXPERIMENTS = {name: [] for name in experiment_figures.EXPERIMENTS}
+    EXPERIMENT_RESULTS = Path("results")
+EXPERIMENT_FIGURES = RESULTS / "figures" / "experiments"
+for name, overrides in EXPERIMENTS.items():
+    experiment = load_sweep(EXPERIMENTS_DIR / f"{name}.yaml", overrides)
+    print("\n".join(summary_lines(run_sweep(experiment, out=EXPERIMENT_RESULTS, progress=False))))
+    summary = experiment_figures.EXPERIMENTS[name](EXPERIMENT_RESULTS, EXPERIMENT_FIGURES)
+    display(Markdown(f"### {name}\n\n{summary}"))
+
+# %%
+from IPython.display import Image  # noqa: E402
+
+for png in sorted(EXPERIMENT_FIGURES.glob("*.png")):
+    display(Image(filename=str(png)))
