@@ -121,6 +121,29 @@ Operation = (
 )
 
 
+class LazyGenerators:
+    """``streams.generator(purpose, i)`` for ``i`` in ``0..n-1``, each made on first use.
+
+    Creating a generator costs tens of microseconds; a run whose quantizer draws nothing
+    never needs the ``quantize`` streams of its nodes.
+    """
+
+    def __init__(self, streams: Streams, purpose: str, n: int) -> None:
+        self._streams = streams
+        self._purpose = purpose
+        self._made: list[np.random.Generator | None] = [None] * n
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def __getitem__(self, node: int) -> np.random.Generator:
+        generator = self._made[node]
+        if generator is None:
+            generator = self._streams.generator(self._purpose, node)
+            self._made[node] = generator
+        return generator
+
+
 @dataclass
 class ExchangeCounters:
     """Totals the executor accumulates while applying exchanges."""
@@ -148,7 +171,7 @@ class SequentialExecutor:
         self.quantizer = quantizer
         n = models.shape[0]
         self.sampling = streams.generators("sampling", n)
-        self.quantize_rng = streams.generators("quantize", n)
+        self.quantize_rng = LazyGenerators(streams, "quantize", n)
         self.counters = ExchangeCounters()
         # Non-blocking mode: what each node last published, and its buffer (which others write).
         self.buffer = models.copy() if buffers else None
