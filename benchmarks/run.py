@@ -385,7 +385,8 @@ def table(results: dict[str, Any]) -> str:
             reason = r.get("reason") or r.get("error") or ""
             lines.append(f"| {name} | {r.get('status')}: {reason} | | | | |")
             continue
-        rate = f"{r['rate_per_s']:,.0f} {r['unit']}/s"
+        digits = 2 if r["rate_per_s"] < 100 else 0
+        rate = f"{r['rate_per_s']:,.{digits}f} {r['unit']}/s"
         if "reference" in r:
             ref = f"{r['reference']['wall_s']:.2f}"
             ratio = f"{r['speedup_vs_reference']:.2f}x"
