@@ -473,6 +473,88 @@ class StopConfig(Section):
         return self
 
 
+class Downtime(Section):
+    """How long a crashed node or a failed link stays down (seconds)."""
+
+    kind: Literal["exponential", "constant"] = "exponential"
+    mean: PositiveFloat = 10.0
+
+
+class CrashConfig(Section):
+    """Permanent crashes: the listed ``nodes`` at time ``at``, and/or each node at ``rate``."""
+
+    nodes: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    at: NonNegFloat = 0.0
+    rate: NonNegFloat = 0.0
+
+
+class CrashRecoverConfig(Section):
+    """Each node crashes at ``rate`` (per second) and comes back with its last model."""
+
+    rate: NonNegFloat = 0.0
+    downtime: Downtime = Field(default_factory=Downtime)
+
+
+class LinkFailureConfig(Section):
+    """Each edge fails at ``rate`` (per second) and recovers after a downtime draw."""
+
+    rate: NonNegFloat = 0.0
+    downtime: Downtime = Field(default_factory=Downtime)
+
+
+class NetworkPartitionConfig(Section):
+    """From ``start`` to ``end`` the nodes form ``groups`` blocks of consecutive ids.
+
+    No message crosses between blocks while the partition lasts.
+    """
+
+    groups: Annotated[int, Field(ge=2)] = 2
+    start: NonNegFloat = 0.0
+    end: NonNegFloat | None = None  # None: the partition never heals
+
+    @model_validator(mode="after")
+    def _order(self) -> NetworkPartitionConfig:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class LatencySpikeConfig(Section):
+    """Each message independently takes ``factor`` times its usual time with ``probability``."""
+
+    probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 10.0
+
+
+class FaultsConfig(Section):
+    """Faults the simulated system suffers. Timing only: drawn from their own streams."""
+
+    crash: CrashConfig | None = None
+    crash_recover: CrashRecoverConfig | None = None
+    link_failure: LinkFailureConfig | None = None
+    partition: NetworkPartitionConfig | None = None
+    message_loss: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    latency_spikes: LatencySpikeConfig | None = None
+    # Gossip: seconds an initiator waits on an unreachable or silent partner before it gives
+    # up and picks another neighbour. Synchronous methods: seconds a round waits for missing
+    # nodes before it goes on without them (sync: timeout), or wait forever (sync: wait).
+    timeout: PositiveFloat = 1.0
+    sync: Literal["wait", "timeout"] = "timeout"
+
+    @property
+    def active(self) -> bool:
+        return any(
+            (
+                self.crash is not None and (self.crash.nodes or self.crash.rate > 0),
+                self.crash_recover is not None and self.crash_recover.rate > 0,
+                self.link_failure is not None and self.link_failure.rate > 0,
+                self.partition is not None,
+                self.message_loss > 0,
+                self.latency_spikes is not None and self.latency_spikes.probability > 0,
+            )
+        )
+
+
 class EngineConfig(Section):
     """How the numeric work is executed (results agree to float tolerance either way)."""
 
@@ -501,6 +583,7 @@ class RunConfig(Section):
     stop: StopConfig
     record: RecordConfig = Field(default_factory=RecordConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
     sweep: dict[str, Any] | None = None
     _source: ConfigSource | None = PrivateAttr(default=None)
 

@@ -31,6 +31,7 @@ from gossipsim.engine.executor import SequentialExecutor
 from gossipsim.engine.lean import LeanEnvironment
 from gossipsim.engine.problem import Problem, build_problem, initial_models
 from gossipsim.engine.simulation import RunOutcome, Simulation
+from gossipsim.faults import FaultModel
 from gossipsim.quantize import make_quantizer
 from gossipsim.results import environment, metrics_table, run_id, write_run
 from gossipsim.rng import Streams
@@ -130,6 +131,9 @@ def simulate(
     # engine.executor: "sequential" is the reference (SimPy processes, one operation at a
     # time); "batched" runs the lean event loop and applies operations in vectorized waves.
     batched = config.engine.executor == "batched"
+    faulty = config.faults.active
+    # Faults are modelled in the SimPy processes; the lean loop's fast paths have none.
+    lean = batched and algorithm.kind != "gradient_coding" and not faulty
     executor = (BatchedExecutor if batched else SequentialExecutor)(
         models,
         prepared.problem,
@@ -148,8 +152,15 @@ def simulate(
         executor,
         prepared.streams,
         progress=progress,
-        env=LeanEnvironment() if batched and algorithm.kind != "gradient_coding" else None,
+        env=LeanEnvironment() if lean else None,
     )
+    if faulty:
+        try:
+            sim.faults = FaultModel(config.faults, prepared.graph, sim.env, prepared.streams)
+        except ValueError as exc:
+            raise _located(config, "faults", exc) from None
+        sim.faults.start()
+        sim.metric_sources.append(sim.faults.metrics)
     try:
         outcome = sim.run(get_algorithm(algorithm.kind))
     except KeyboardInterrupt:

@@ -96,6 +96,8 @@ class Simulation:
         self._progress = progress
         # Algorithms may add columns (e.g. gradient coding's decode error) to every row.
         self.metric_sources: list[Callable[[], dict[str, float]]] = []
+        # Faults (gossipsim.faults.FaultModel) when the config has any; None otherwise.
+        self.faults: Any = None
 
     # -- used by algorithms ----------------------------------------------------------------
 

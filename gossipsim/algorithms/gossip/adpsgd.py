@@ -33,15 +33,46 @@ def node_process(
     env = sim.env
     timing = sim.streams.generator("timing", i)
     pairing = sim.streams.generator("pairing", i)
+    faults = sim.faults
+    if faults is None:
+        while True:
+            sim.submit(GradientSnapshot(i))
+            compute = sim.compute.duration(i, 1, env.now, timing)
+            j = random_neighbour(sim, i, pairing)
+            # The average completes after one message time; the gradient when compute is done.
+            yield env.timeout(message_time)
+            sim.comm_time += message_time
+            sim.submit(PairAverage(i, j))
+            sim.count_interaction()
+            yield env.timeout(max(0.0, compute - message_time))
+            sim.submit(ApplyGradient(i))
+            sim.count_local_steps(i, 1)
+    # With faults: an unreachable or silent partner costs a timeout, then another is tried;
+    # a node that crashes drops the gradient it was computing.
+    attempts = len(sim.neighbours[i])
     while True:
+        if not faults.up(i):
+            yield faults.wait_up(i)
+            continue
         sim.submit(GradientSnapshot(i))
         compute = sim.compute.duration(i, 1, env.now, timing)
-        j = random_neighbour(sim, i, pairing)
-        # The average completes after one message time; the gradient when compute is done.
-        yield env.timeout(message_time)
-        sim.comm_time += message_time
-        sim.submit(PairAverage(i, j))
-        sim.count_interaction()
-        yield env.timeout(max(0.0, compute - message_time))
-        sim.submit(ApplyGradient(i))
-        sim.count_local_steps(i, 1)
+        started = env.now
+        for attempt in range(attempts):
+            j = random_neighbour(sim, i, pairing)
+            duration = faults.exchange(i, j, message_time)
+            if duration is not None:
+                yield env.timeout(duration)
+                if faults is not None and not faults.reachable(i, j):
+                    duration = None  # the partner or the link went down meanwhile
+            if duration is None:
+                yield env.timeout(faults.timeout)
+                faults.note_failed_attempt(last=attempt == attempts - 1)
+                continue
+            sim.comm_time += duration
+            sim.submit(PairAverage(i, j))
+            sim.count_interaction()
+            break
+        yield env.timeout(max(0.0, compute - (env.now - started)))
+        if faults.up(i):
+            sim.submit(ApplyGradient(i))
+            sim.count_local_steps(i, 1)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+import scipy.sparse
 import simpy
 
-from gossipsim.algorithms.gossip.common import SynchronousClock
+from gossipsim.algorithms.gossip.common import SynchronousClock, component_average_weights
 from gossipsim.config import AllReduceConfig
-from gossipsim.engine.executor import AllReduceStep
+from gossipsim.engine.executor import AllReduceStep, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation
 
 
@@ -27,19 +28,33 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     vector_bits = 64 * sim.models.shape[1]
     reduce_time = sim.network.allreduce_time(sim.n, vector_bits)
     bits_per_round = round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits))
+    ring_messages = 2 * (sim.n - 1) * sim.n
     while True:
-        yield from clock.round(reduce_time)
-        sim.submit(AllReduceStep())
-        account_allreduce(sim, bits_per_round)
-        for node in range(sim.n):
-            sim.count_local_steps(node, 1)
+        nodes = yield from clock.members()
+        nodes = yield from clock.round(reduce_time, nodes=nodes, messages=ring_messages)
+        if sim.faults is None:
+            sim.submit(AllReduceStep())
+        else:
+            # The same step written so that only the nodes taking part move: each takes a
+            # gradient step from the shared model, then each reachable group averages.
+            for node in nodes:
+                sim.submit(LocalSteps(int(node), 1))
+            sim.submit(Mix(reachable_groups(sim)))
+        account_allreduce(sim, bits_per_round, len(nodes))
+        for node in nodes:
+            sim.count_local_steps(int(node), 1)
         sim.count_iteration()
 
 
-def account_allreduce(sim: Simulation, bits: int) -> None:
-    """Count one all-reduce: its bits, 2(n−1) messages per node, and n exchanges."""
+def reachable_groups(sim: Simulation) -> scipy.sparse.csr_matrix:
+    """Averaging within each group of nodes that can reach each other now (under faults)."""
+    return component_average_weights(sim.faults.usable_graph(sim.graph))
+
+
+def account_allreduce(sim: Simulation, bits: int, members: int | None = None) -> None:
+    """Count one all-reduce: its bits, 2(n−1) messages per node, one exchange per member."""
     counters = sim.executor.counters
     counters.bits += bits
     counters.messages += 2 * (sim.n - 1) * sim.n
-    for _ in range(sim.n):
+    for _ in range(sim.n if members is None else members):
         sim.count_interaction()

@@ -31,12 +31,18 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     max_degree = max(len(nbrs) for nbrs in sim.neighbours)
     # The slowest exchange: the node with the most neighbours sends them one message each.
     exchange = sim.network.latency + max_degree * bits / sim.network.bandwidth
+    directed_messages = 2 * sim.graph.number_of_edges()
     while True:
-        yield from clock.round(exchange)
-        for node in range(sim.n):
-            sim.submit(LocalSteps(node, 1))
-            sim.count_local_steps(node, 1)
-        sim.submit(Mix(weights))
-        for _ in range(sim.n):
+        nodes = yield from clock.members()
+        nodes = yield from clock.round(exchange, nodes=nodes, messages=directed_messages)
+        for node in nodes:
+            sim.submit(LocalSteps(int(node), 1))
+            sim.count_local_steps(int(node), 1)
+        if sim.faults is None:
+            sim.submit(Mix(weights))
+        else:
+            # Average over the links usable now: down nodes and cut links drop out.
+            sim.submit(Mix(metropolis_weights(sim.faults.usable_graph(sim.graph))))
+        for _ in nodes:
             sim.count_interaction()
         sim.count_iteration()

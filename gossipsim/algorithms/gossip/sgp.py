@@ -42,14 +42,28 @@ def node_process(
 ) -> Generator[simpy.Event, object, None]:
     env = sim.env
     timing = sim.streams.generator("timing", i)
+    faults = sim.faults
     for iteration in itertools.count():
+        if faults is not None and not faults.up(i):
+            yield faults.wait_up(i)
         yield env.timeout(sim.compute.duration(i, 1, env.now, timing))
+        if faults is not None and not faults.up(i):
+            continue  # crashed while computing: the step is lost
         sim.submit(PushSumStep(i))
         sim.count_local_steps(i, 1)
+        peer = exponential_peer(i, iteration, sim.n)
+        delay = message_time
+        if faults is not None:
+            delay = faults.message(i, message_time) if faults.reachable(i, peer) else None
+            if delay is None:
+                # No acknowledgement: the sender keeps the half it would have pushed, so
+                # numerators and weights stay consistent (nothing is created or lost).
+                faults.note_failed_attempt(last=True)
+                continue
         message = next(message_ids)
-        sim.comm_time += message_time
-        sim.submit(PushSend(i, exponential_peer(i, iteration, sim.n), message))
-        env.process(_deliver(sim, message, message_time))
+        sim.comm_time += delay
+        sim.submit(PushSend(i, peer, message))
+        env.process(_deliver(sim, message, delay))
 
 
 def _deliver(sim: Simulation, message: int, delay: float) -> Generator[simpy.Event, object, None]:

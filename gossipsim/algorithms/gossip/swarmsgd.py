@@ -58,26 +58,46 @@ def blocking_node(
     timing = sim.streams.generator("timing", i)
     steps_rng = sim.streams.generator("local_steps", i)
     pairing = sim.streams.generator("pairing", i)
+    faults = sim.faults
+    attempts = 1 if faults is None else len(sim.neighbours[i])
     while True:
+        if faults is not None and not faults.up(i):
+            yield faults.wait_up(i)
+            continue
         steps = draw_local_steps(config.local_steps, steps_rng)
         with locks[i].request() as own:
             yield own
             yield env.timeout(sim.compute.duration(i, steps, env.now, timing))
+            if faults is not None and not faults.up(i):
+                continue  # crashed while computing: the work is lost
             sim.submit(LocalSteps(i, steps))
             sim.count_local_steps(i, steps)
-        j = random_neighbour(sim, i, pairing)
-        first, second = (i, j) if i < j else (j, i)
-        waiting_since = env.now
-        with locks[first].request() as lock_first:
-            yield lock_first
-            with locks[second].request() as lock_second:
-                yield lock_second
-                sim.idle_time += env.now - waiting_since
-                # Both send at once: the exchange takes one message time.
-                yield env.timeout(message_time)
-                sim.comm_time += 2 * message_time
-                sim.submit(PairAverage(i, j))
-                sim.count_interaction()
+        for attempt in range(attempts):
+            j = random_neighbour(sim, i, pairing)
+            first, second = (i, j) if i < j else (j, i)
+            waiting_since = env.now
+            with locks[first].request() as lock_first:
+                yield lock_first
+                with locks[second].request() as lock_second:
+                    yield lock_second
+                    sim.idle_time += env.now - waiting_since
+                    # Both send at once: the exchange takes one message time.
+                    duration = (
+                        message_time if faults is None else faults.exchange(i, j, message_time)
+                    )
+                    if duration is not None:
+                        yield env.timeout(duration)
+                        if faults is not None and not faults.reachable(i, j):
+                            duration = None  # the partner or the link went down meanwhile
+                    if duration is None:
+                        # Unreachable or silent partner: give up after the timeout, try another.
+                        yield env.timeout(faults.timeout)
+                        faults.note_failed_attempt(last=attempt == attempts - 1)
+                        continue
+                    sim.comm_time += 2 * duration
+                    sim.submit(PairAverage(i, j))
+                    sim.count_interaction()
+                    break
 
 
 def nonblocking_node(
@@ -96,13 +116,30 @@ def nonblocking_node(
     timing = sim.streams.generator("timing", i)
     steps_rng = sim.streams.generator("local_steps", i)
     pairing = sim.streams.generator("pairing", i)
+    faults = sim.faults
+    attempts = 1 if faults is None else len(sim.neighbours[i])
     while True:
+        if faults is not None and not faults.up(i):
+            yield faults.wait_up(i)
+            continue
         steps = draw_local_steps(config.local_steps, steps_rng)
         yield env.timeout(sim.compute.duration(i, steps, env.now, timing))
+        if faults is not None and not faults.up(i):
+            continue  # crashed while computing: the work is lost
         sim.submit(LocalSteps(i, steps))
         sim.count_local_steps(i, steps)
-        j = random_neighbour(sim, i, pairing)
-        yield env.timeout(message_time)
-        sim.comm_time += message_time
-        sim.submit(BufferExchange(i, j))
-        sim.count_interaction()
+        for attempt in range(attempts):
+            j = random_neighbour(sim, i, pairing)
+            duration = message_time if faults is None else faults.exchange(i, j, message_time)
+            if duration is not None:
+                yield env.timeout(duration)
+                if faults is not None and not faults.reachable(i, j):
+                    duration = None  # the partner or the link went down meanwhile
+            if duration is None:
+                yield env.timeout(faults.timeout)
+                faults.note_failed_attempt(last=attempt == attempts - 1)
+                continue
+            sim.comm_time += duration
+            sim.submit(BufferExchange(i, j))
+            sim.count_interaction()
+            break
