@@ -51,6 +51,8 @@ class FaultModel:
         self.link_down: set[tuple[int, int]] = set()
         self._recovered: dict[int, Any] = {}
         self.counts = dict.fromkeys(COUNTERS, 0)
+        # When each node crashes for good (inf: never), known once start() has drawn it.
+        self.crash_time = np.full(self.n, np.inf)
         self._message_rng = streams.generators("faults/messages", self.n)
         partition = config.partition
         self.group = None
@@ -68,11 +70,14 @@ class FaultModel:
         crash = self.config.crash
         if crash is not None:
             for node in crash.nodes:
-                self.env.process(self._crash_at(node, crash.at))
+                self.crash_time[node] = min(self.crash_time[node], crash.at)
             if crash.rate > 0:
                 for node in range(self.n):
                     rng = self.streams.generator("faults/crash", node)
-                    self.env.process(self._crash_at(node, float(rng.exponential(1 / crash.rate))))
+                    at = float(rng.exponential(1 / crash.rate))
+                    self.crash_time[node] = min(self.crash_time[node], at)
+            for node in np.flatnonzero(np.isfinite(self.crash_time)):
+                self.env.process(self._crash_at(int(node), float(self.crash_time[node])))
         recover = self.config.crash_recover
         if recover is not None and recover.rate > 0:
             for node in range(self.n):
@@ -84,9 +89,8 @@ class FaultModel:
 
     def _crash_at(self, node: int, at: float) -> Generator[Any, object, None]:
         yield self.env.timeout(at)
-        if not self.permanently_down[node]:
-            self.permanently_down[node] = True
-            self._take_down(node)
+        self.permanently_down[node] = True
+        self._take_down(node)
 
     def _crash_and_recover(self, node: int) -> Generator[Any, object, None]:
         recover = self.config.crash_recover
@@ -194,6 +198,13 @@ class FaultModel:
         usable.add_nodes_from(range(self.n))
         usable.add_edges_from((u, v) for u, v in self.edges if self.reachable(u, v))
         return usable
+
+    def stops_at(self, node: int, start: float) -> float:
+        """When ``node`` stops working, seen from ``start``: ``start`` if it is down now, its
+        permanent crash time if that is later, inf otherwise (recoveries are not foreseen)."""
+        if not self.node_up[node]:
+            return start
+        return float(self.crash_time[node]) if self.crash_time[node] >= start else start
 
     def metrics(self) -> dict[str, float]:
         """Counter columns added to every metrics row."""

@@ -152,3 +152,20 @@ def test_bad_fault_configs_are_named():
         make_config(faults={"message_loss": 1.5})
     with pytest.raises(ConfigError, match=r"faults.partition: .*end .* must be after start"):
         make_config(faults={"partition": {"start": 10.0, "end": 5.0}})
+
+
+@pytest.mark.parametrize("scheme", ["partial", "cr", "fr", "uncoded"])
+def test_gradient_coding_worker_crash_is_a_full_straggler(scheme):
+    config = make_config(
+        objective={"kind": "least_squares", "dataset": {"kind": "synthetic", "n_samples": 1200}},
+        algorithm={"kind": "gradient_coding", "scheme": scheme, "workers": 6, "load": 3},
+        faults={"crash": {"nodes": [0], "at": 5.0}},
+        stop={"iterations": 20, "time": 500.0},
+    )
+    outcome, _ = simulate(prepare(config))
+    last = outcome.rows[-1]
+    if scheme == "uncoded":  # waits for every worker: the iteration never completes
+        assert outcome.stop_reason == "time" and last["iteration"] < 20
+    else:  # one crashed worker is within the s = 2 stragglers the code tolerates
+        assert outcome.stop_reason == "iterations"
+        assert last["decode_error"] < 1e-8

@@ -322,7 +322,7 @@ class GradientCoding:
         """
         compute = self.sim.compute
         if not self.transient:
-            return self.schedule(self.draw_durations(start))
+            return self.schedule(self.crash_stragglers(self.draw_durations(start), start))
         probe = self.draw_durations(
             start, copy.deepcopy(compute), [copy.deepcopy(rng) for rng in self.timing]
         )
@@ -332,6 +332,19 @@ class GradientCoding:
         if not np.array_equal(D[reached], probe[reached]):
             raise RuntimeError("transient straggler draws differ between probe and run")
         return schedule
+
+    def crash_stragglers(self, D: np.ndarray, start: float) -> np.ndarray:
+        """A worker that is down, or crashes for good during the iteration, is a full
+        straggler from then on: the chunks it would finish later never finish."""
+        faults = self.sim.faults
+        if faults is None:
+            return D
+        D = D.copy()
+        for worker in range(self.n):
+            stop = faults.stops_at(worker, start)
+            finish = start + np.cumsum(D[worker])
+            D[worker, finish > stop] = np.inf
+        return D
 
     def schedule(self, D: np.ndarray) -> Schedule:
         config = self.config
