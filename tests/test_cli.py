@@ -200,3 +200,8 @@ def test_iterations_only_stop_runs_with_a_progress_bar(tmp_path, monkeypatch, ca
     assert "parameter-server star (n=7" in capsys.readouterr().out
     assert main(["run", str(config), "--out", str(tmp_path / "r")]) == 0
     assert "complete (iterations)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_validates(path, capsys):
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
