@@ -146,3 +146,20 @@ def test_uneven_shards_and_batches():
     sizes = [y.shape[0] for y in runs[1][1].problem.shard_y]
     assert min(sizes) < 40 <= max(sizes)
     assert_same_run(*runs)
+
+
+@pytest.mark.parametrize("algorithm", ["swarmsgd", "swarmsgd-nonblocking", "sgp", "dpsgd"])
+def test_batched_equals_sequential_under_faults(algorithm):
+    """With faults the batched executor runs under SimPy (faults wait on SimPy events)."""
+    faults = {
+        "message_loss": 0.1,
+        "timeout": 0.5,
+        "crash_recover": {"rate": 0.02, "downtime": {"kind": "exponential", "mean": 3.0}},
+    }
+    quantizer = ACCEPTS[algorithm][-1]
+    runs = [
+        simulate(prepare(config_for(algorithm, quantizer, "logistic", executor, faults=faults)))
+        for executor in ("sequential", "batched")
+    ]
+    assert not runs[1][1].lean
+    assert_same_run(*runs)
