@@ -87,6 +87,34 @@ class FaultModel:
             for edge in self.edges:
                 self.env.process(self._link_failures(edge))
 
+    def watchdog(self, sim: Any, window: float) -> Generator[Any, object, None]:
+        """Stop a run with no time bound once its progress has stalled for ``window`` seconds.
+
+        Faults can make progress impossible (every partner of a node gone, a synchronous
+        round waiting for a node that never returns); a run bounded only by interactions,
+        iterations or epochs would then never end. It stops with reason ``stalled``.
+        """
+        stop = sim.config.stop
+        watched = [
+            name
+            for name, bound in (
+                ("interactions", stop.interactions),
+                ("iterations", stop.iterations),
+                ("samples", stop.epochs),
+            )
+            if bound is not None
+        ]
+        last = None
+        while True:
+            # Only the counters a stop rule waits on: local steps may go on without any
+            # interaction ever completing (every partner unreachable).
+            progress = tuple(getattr(sim, name) for name in watched)
+            if progress == last:
+                sim.request_stop("stalled")
+                return
+            last = progress
+            yield self.env.timeout(window)
+
     def _crash_at(self, node: int, at: float) -> Generator[Any, object, None]:
         yield self.env.timeout(at)
         self.permanently_down[node] = True

@@ -160,6 +160,9 @@ def simulate(
         except ValueError as exc:
             raise _located(config, "faults", exc) from None
         sim.faults.start()
+        if config.stop.time is None:
+            window = 1000 * prepared.compute.mean_step_time() + 100 * config.faults.timeout
+            sim.env.process(sim.faults.watchdog(sim, window))
         sim.metric_sources.append(sim.faults.metrics)
     try:
         outcome = sim.run(get_algorithm(algorithm.kind))

@@ -129,8 +129,40 @@ stops = st.one_of(
     st.builds(lambda i: {"interactions": i}, st.integers(1, 60)),
     st.builds(lambda e: {"epochs": e, "time": 50.0}, st.floats(0.05, 0.5)),
 )
+faults = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "crash": st.builds(
+                lambda nodes, at: {"nodes": nodes, "at": at},
+                st.lists(st.integers(0, 1), max_size=2, unique=True),
+                st.floats(0.0, 3.0),
+            ),
+            "crash_recover": st.builds(
+                lambda r, m: {"rate": r, "downtime": {"kind": "exponential", "mean": m}},
+                st.floats(0.0, 0.5),
+                positive,
+            ),
+            "link_failure": st.builds(
+                lambda r, m: {"rate": r, "downtime": {"kind": "constant", "mean": m}},
+                st.floats(0.0, 0.5),
+                positive,
+            ),
+            "partition": st.builds(
+                lambda g, a: {"groups": g, "start": a, "end": a + 1.0}, st.integers(2, 3), positive
+            ),
+            "message_loss": st.floats(0.0, 0.5),
+            "latency_spikes": st.builds(
+                lambda p, f: {"probability": p, "factor": f}, st.floats(0, 1), st.floats(1, 20)
+            ),
+            "sync": st.sampled_from(["wait", "timeout"]),
+            "timeout": positive,
+        },
+    ),
+)
 configs = st.builds(
-    lambda seed, obj, topo, comp, alg, stop, every, identical: {
+    lambda seed, obj, topo, comp, alg, stop, every, identical, flt: {
         "name": "prop",
         "seed": seed,
         "init": {"kind": "normal", "scale": 1.0, "identical": identical},
@@ -141,6 +173,7 @@ configs = st.builds(
         "algorithm": alg,
         "stop": stop,
         "record": {"every": every},
+        "faults": flt,
     },
     st.integers(0, 2**31),
     objectives,
@@ -150,6 +183,7 @@ configs = st.builds(
     stops,
     st.floats(0.5, 3.0),
     st.booleans(),
+    faults,
 )
 
 junk = st.one_of(
@@ -172,6 +206,8 @@ CORRUPTIONS = [
     lambda d, v: d.__setitem__("topology", {"kind": "random_regular", "n": 7, "degree": 3}),
     lambda d, v: d["objective"]["dataset"].__setitem__("kind", "imagenet"),
     lambda d, v: d.__setitem__("stop", {}),
+    lambda d, v: d["faults"].__setitem__("message_loss", v),
+    lambda d, v: d["faults"].__setitem__("partition", {"groups": 1}),
 ]
 
 

@@ -169,3 +169,14 @@ def test_gradient_coding_worker_crash_is_a_full_straggler(scheme):
     else:  # one crashed worker is within the s = 2 stragglers the code tolerates
         assert outcome.stop_reason == "iterations"
         assert last["decode_error"] < 1e-8
+
+
+def test_a_run_that_can_never_finish_stops_as_stalled():
+    # The hub of a star crashes: no leaf can reach anyone, so 500 interactions never happen.
+    _, outcome, _ = run(
+        topology={"kind": "star", "n": 6},
+        faults={"crash": {"nodes": [0], "at": 1.0}},
+        stop={"interactions": 500},
+    )
+    assert outcome.stop_reason == "stalled"
+    assert outcome.rows[-1]["interactions"] < 500
