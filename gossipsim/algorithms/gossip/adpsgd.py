@@ -12,7 +12,7 @@ from collections.abc import Generator
 
 import simpy
 
-from gossipsim.algorithms.gossip.common import random_neighbour
+from gossipsim.algorithms.gossip.common import pairwise_exchange, random_neighbour
 from gossipsim.config import ADPSGDConfig
 from gossipsim.engine.executor import ApplyGradient, GradientSnapshot, PairAverage
 from gossipsim.engine.simulation import Simulation
@@ -59,14 +59,9 @@ def node_process(
         started = env.now
         for attempt in range(attempts):
             j = random_neighbour(sim, i, pairing)
-            duration = faults.exchange(i, j, message_time)
-            if duration is not None:
-                yield env.timeout(duration)
-                if faults is not None and not faults.reachable(i, j):
-                    duration = None  # the partner or the link went down meanwhile
+            last = attempt == attempts - 1
+            duration = yield from pairwise_exchange(sim, i, j, message_time, last)
             if duration is None:
-                yield env.timeout(faults.timeout)
-                faults.note_failed_attempt(last=attempt == attempts - 1)
                 continue
             sim.comm_time += duration
             sim.submit(PairAverage(i, j))

@@ -28,6 +28,26 @@ def random_neighbour(sim: Simulation, node: int, rng: np.random.Generator) -> in
     return int(neighbours[rng.integers(len(neighbours))])
 
 
+def pairwise_exchange(
+    sim: Simulation, i: int, j: int, message_time: float, last_attempt: bool = True
+) -> Generator[simpy.Event, object, float | None]:
+    """Wait out one two-message exchange between ``i`` and ``j``; return its duration.
+
+    Without faults it takes ``message_time``. With faults it fails (returns None) when the
+    partner is unreachable, a message is lost, or the partner or link goes down before it
+    completes; the initiator then has waited ``faults.timeout`` and may try another partner.
+    """
+    faults = sim.faults
+    duration = message_time if faults is None else faults.exchange(i, j, message_time)
+    if duration is not None:
+        yield sim.env.timeout(duration)
+        if faults is None or faults.reachable(i, j):
+            return duration
+    yield sim.env.timeout(faults.timeout)
+    faults.note_failed_attempt(last=last_attempt)
+    return None
+
+
 class SynchronousClock:
     """Per-node compute times of synchronous rounds, drawn from each node's timing stream.
 

@@ -17,7 +17,11 @@ from collections.abc import Generator
 
 import simpy
 
-from gossipsim.algorithms.gossip.common import draw_local_steps, random_neighbour
+from gossipsim.algorithms.gossip.common import (
+    draw_local_steps,
+    pairwise_exchange,
+    random_neighbour,
+)
 from gossipsim.config import SwarmSGDConfig
 from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
 from gossipsim.engine.simulation import Simulation
@@ -82,18 +86,10 @@ def blocking_node(
                     yield lock_second
                     sim.idle_time += env.now - waiting_since
                     # Both send at once: the exchange takes one message time.
-                    duration = (
-                        message_time if faults is None else faults.exchange(i, j, message_time)
-                    )
-                    if duration is not None:
-                        yield env.timeout(duration)
-                        if faults is not None and not faults.reachable(i, j):
-                            duration = None  # the partner or the link went down meanwhile
+                    last = attempt == attempts - 1
+                    duration = yield from pairwise_exchange(sim, i, j, message_time, last)
                     if duration is None:
-                        # Unreachable or silent partner: give up after the timeout, try another.
-                        yield env.timeout(faults.timeout)
-                        faults.note_failed_attempt(last=attempt == attempts - 1)
-                        continue
+                        continue  # unreachable or silent partner: try another
                     sim.comm_time += 2 * duration
                     sim.submit(PairAverage(i, j))
                     sim.count_interaction()
@@ -130,14 +126,9 @@ def nonblocking_node(
         sim.count_local_steps(i, steps)
         for attempt in range(attempts):
             j = random_neighbour(sim, i, pairing)
-            duration = message_time if faults is None else faults.exchange(i, j, message_time)
-            if duration is not None:
-                yield env.timeout(duration)
-                if faults is not None and not faults.reachable(i, j):
-                    duration = None  # the partner or the link went down meanwhile
+            last = attempt == attempts - 1
+            duration = yield from pairwise_exchange(sim, i, j, message_time, last)
             if duration is None:
-                yield env.timeout(faults.timeout)
-                faults.note_failed_attempt(last=attempt == attempts - 1)
                 continue
             sim.comm_time += duration
             sim.submit(BufferExchange(i, j))
