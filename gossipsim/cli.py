@@ -268,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a scheduler's kill) ends a run like Ctrl-C: recorded rows are kept.
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        # A shell starts background jobs with SIGINT ignored; `kill -INT` should still stop
+        # a run or sweep cleanly (it never reaches them from the terminal's Ctrl-C anyway).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.handler(args))
     except ConfigError as exc:
