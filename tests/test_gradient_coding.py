@@ -358,3 +358,22 @@ def test_optimized_ordering_serves_the_straggler_chunks_first():
             ]
             assert any(orders[i].index(chunk) < load - 1 for i in holders), chunk
     assert score > 0
+
+
+def test_cr_with_one_straggler_too_many_refuses_to_decode():
+    """With s + 1 full stragglers CR reports that it cannot decode instead of a wrong gradient."""
+    import itertools
+
+    from gossipsim.algorithms.coding.assignment import cyclic_assignment
+    from gossipsim.algorithms.coding.encoding import cr_encoding, decode
+
+    n, load = 8, 3
+    B = cr_encoding(cyclic_assignment(n, n, load), np.random.default_rng(3))
+    s = load - 1
+    for stragglers in itertools.combinations(range(n), s + 1):
+        survivors = [i for i in range(n) if i not in stragglers]
+        decoding = decode(B, survivors)
+        assert not decoding.exact
+        assert decoding.residual > 1e-6
+    for stragglers in itertools.combinations(range(n), s):
+        assert decode(B, [i for i in range(n) if i not in stragglers]).exact
