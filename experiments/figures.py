@@ -356,7 +356,7 @@ def gradient_coding(results: Path, out: Path) -> str:
             s_per_iteration=("iteration_time", "mean"),
             sd_over_seeds=("iteration_time", "std"),
             decode_error_median=("decode_error_median", "mean"),
-            wasted_chunks_per_iteration=("wasted_chunks", "mean"),
+            wasted_chunks_per_iteration=("chunks_wasted", "mean"),
             final_loss=("loss", "mean"),
             time=("time", "mean"),
         )

@@ -57,7 +57,7 @@ def test_rows_carry_the_gradient_coding_columns():
     assert last["loss"] < first["loss"]
     assert last["consensus"] < 1e-20  # every row of the model matrix is the PS model
     assert last["coded_messages"] == last["interactions"] > 0
-    assert last["report_messages"] >= last["chunks_computed"] - last["wasted_chunks"]
+    assert last["report_messages"] >= last["chunks_computed"] - last["chunks_wasted"]
     assert last["iteration_time"] == pytest.approx(last["time"] / 12)
     assert 1.0 <= last["condition_number"] <= math.sqrt(3) + 1e-9
 
@@ -70,7 +70,7 @@ def test_counters_of_uncoded_by_hand():
     # per iteration: a broadcast of the model to n workers, n gradients back
     assert last["messages"] == 3 * 2 * n
     assert last["bits"] == 3 * 2 * n * 64 * d
-    assert last["coded_messages"] == 3 * n and last["wasted_chunks"] == 0
+    assert last["coded_messages"] == 3 * n and last["chunks_wasted"] == 0
     assert last["chunks_computed"] == 3 * n
     assert last["epochs"] == pytest.approx(3.0)
 
@@ -140,7 +140,7 @@ def test_approximate_recovery_runs_with_a_deadline_and_counts_waste():
     last = outcome.rows[-1]
     assert all(t <= 1.2 + 0.05 + 0.1 + 1e-9 for t in gc.snapshot_times)
     assert last["decode_error_median"] >= 0 and np.isfinite(last["loss"])
-    assert last["wasted_chunks"] > 0  # work finished after the snapshot is thrown away
+    assert last["chunks_wasted"] > 0  # work finished after the snapshot is thrown away
     exact = run(gc_config("partial", network={"latency": 0.05, "bandwidth": 1e6}))[0].rows[-1]
     assert last["iteration_time"] < exact["iteration_time"]
 

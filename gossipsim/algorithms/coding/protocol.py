@@ -38,7 +38,7 @@ iteration, g the true full gradient at the PS model), ``decode_error_mean`` and
 ``decode_error_median`` over iterations so far (near the optimum ‖g‖ is small and the
 relative error of an approximate decode large, so the median is the robust summary),
 ``iteration_time`` (mean seconds per iteration so far), ``coded_messages``,
-``report_messages``, ``chunks_computed``, ``wasted_chunks`` (computed and thrown away),
+``report_messages``, ``chunks_computed``, ``chunks_wasted`` (computed and thrown away),
 ``condition_number`` (of the last decode: ``B_F`` for FR/CR, the constraint matrix of the
 protocol, 1 for the uncoded baselines) and ``snapshot_time`` (mean seconds from the model
 broadcast to the encode-and-transmit signal, protocol only). ``bits`` and ``messages``
@@ -89,7 +89,7 @@ METRICS = (
     "coded_messages",
     "report_messages",
     "chunks_computed",
-    "wasted_chunks",
+    "chunks_wasted",
     "condition_number",
     "snapshot_time",
 )
@@ -435,7 +435,7 @@ class GradientCoding:
             "coded_messages": self.coded_messages,
             "report_messages": self.report_messages,
             "chunks_computed": self.chunks_computed,
-            "wasted_chunks": self.wasted_chunks,
+            "chunks_wasted": self.wasted_chunks,
             "condition_number": self.condition,
             "snapshot_time": float(np.mean(self.snapshot_times))
             if self.snapshot_times
