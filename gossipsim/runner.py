@@ -118,23 +118,32 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(config, streams, graph, problem, compute, network, spectral_gap(graph))
 
 
-def simulate(
-    prepared: Prepared, progress: Callable[[dict[str, float]], None] | None = None
-) -> tuple[RunOutcome, Simulation]:
-    """Run the simulation of a prepared config."""
+def build_simulation(
+    prepared: Prepared,
+    progress: Callable[[dict[str, float]], None] | None = None,
+    executor_class: type[SequentialExecutor] | None = None,
+    lean: bool | None = None,
+) -> Simulation:
+    """The simulation of a prepared config, ready to run (faults, if any, started).
+
+    ``engine.executor``: "sequential" is the reference (SimPy processes, one operation at a
+    time); "batched" runs the lean event loop and applies operations in vectorized waves.
+    ``executor_class`` and ``lean`` override that choice (tests compare the paths).
+    """
     config = prepared.config
     algorithm = config.algorithm
     quantizer_config = getattr(algorithm, "quantizer", NoQuantizer())
     quantizer = make_quantizer(**quantizer_config.model_dump())
     n = prepared.compute.n  # topology.n, or algorithm.workers for gradient coding
     models = initial_models(config, prepared.problem, n, prepared.streams)
-    # engine.executor: "sequential" is the reference (SimPy processes, one operation at a
-    # time); "batched" runs the lean event loop and applies operations in vectorized waves.
     batched = config.engine.executor == "batched"
     faulty = config.faults.active
-    # Faults are modelled in the SimPy processes; the lean loop's fast paths have none.
-    lean = batched and algorithm.kind != "gradient_coding" and not faulty
-    executor = (BatchedExecutor if batched else SequentialExecutor)(
+    if lean is None:
+        # Faults are modelled in the SimPy processes; the lean loop's fast paths have none.
+        lean = batched and algorithm.kind != "gradient_coding" and not faulty
+    if executor_class is None:
+        executor_class = BatchedExecutor if batched else SequentialExecutor
+    executor = executor_class(
         models,
         prepared.problem,
         lr=algorithm.lr,
@@ -164,6 +173,15 @@ def simulate(
             window = 1000 * prepared.compute.mean_step_time() + 100 * config.faults.timeout
             sim.env.process(sim.faults.watchdog(sim, window))
         sim.metric_sources.append(sim.faults.metrics)
+    return sim
+
+
+def simulate(
+    prepared: Prepared, progress: Callable[[dict[str, float]], None] | None = None
+) -> tuple[RunOutcome, Simulation]:
+    """Run the simulation of a prepared config."""
+    sim = build_simulation(prepared, progress)
+    algorithm = prepared.config.algorithm
     try:
         outcome = sim.run(get_algorithm(algorithm.kind))
     except KeyboardInterrupt:

@@ -12,13 +12,9 @@ from __future__ import annotations
 import pytest
 
 from gossipsim.algorithms import get_algorithm
-from gossipsim.config import NoQuantizer
 from gossipsim.engine.executor import Mix, SequentialExecutor
-from gossipsim.engine.lean import LeanEnvironment
-from gossipsim.engine.problem import initial_models
 from gossipsim.engine.simulation import Simulation
-from gossipsim.quantize import make_quantizer
-from gossipsim.runner import prepare
+from gossipsim.runner import build_simulation, prepare
 from tests.conftest import make_config
 
 
@@ -39,29 +35,9 @@ class RecordingExecutor(SequentialExecutor):
 
 
 def schedule_of(config, lean: bool):
-    prepared = prepare(config)
+    sim = build_simulation(prepare(config), executor_class=RecordingExecutor, lean=lean)
+    executor = sim.executor
     algorithm = config.algorithm
-    quantizer = make_quantizer(**getattr(algorithm, "quantizer", NoQuantizer()).model_dump())
-    models = initial_models(config, prepared.problem, config.topology.n, prepared.streams)
-    executor = RecordingExecutor(
-        models,
-        prepared.problem,
-        lr=algorithm.lr,
-        quantizer=quantizer,
-        streams=prepared.streams,
-        buffers=bool(getattr(algorithm, "nonblocking", False)),
-    )
-    sim = Simulation(
-        config,
-        prepared.problem,
-        prepared.graph,
-        models,
-        prepared.compute,
-        prepared.network,
-        executor,
-        prepared.streams,
-        env=LeanEnvironment() if lean else None,
-    )
     executor.sim = sim
     outcome = sim.run(get_algorithm(algorithm.kind))
     facts = (sim.interactions, sim.local_steps, sim.samples, sim.idle_time, outcome.stop_reason)
