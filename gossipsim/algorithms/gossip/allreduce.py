@@ -8,6 +8,7 @@ every node applies the averaged gradient.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 
 import scipy.sparse
 import simpy
@@ -25,13 +26,10 @@ def start(sim: Simulation) -> None:
 
 def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     clock = SynchronousClock(sim)
-    vector_bits = 64 * sim.models.shape[1]
-    reduce_time = sim.network.allreduce_time(sim.n, vector_bits)
-    bits_per_round = round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits))
-    ring_messages = 2 * (sim.n - 1) * sim.n
+    ring = RingAllReduce.of(sim)
     while True:
         nodes = yield from clock.members()
-        nodes = yield from clock.round(reduce_time, nodes=nodes, messages=ring_messages)
+        nodes = yield from clock.round(ring.time, nodes=nodes, messages=ring.messages)
         if sim.faults is None:
             sim.submit(AllReduceStep())
         else:
@@ -40,7 +38,7 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
             for node in nodes:
                 sim.submit(LocalSteps(int(node), 1))
             sim.submit(Mix(reachable_groups(sim)))
-        account_allreduce(sim, bits_per_round, len(nodes))
+        account_allreduce(sim, ring, len(nodes))
         for node in nodes:
             sim.count_local_steps(int(node), 1)
         sim.count_iteration()
@@ -51,10 +49,28 @@ def reachable_groups(sim: Simulation) -> scipy.sparse.csr_matrix:
     return component_average_weights(sim.faults.usable_graph(sim.graph))
 
 
-def account_allreduce(sim: Simulation, bits: int, members: int | None = None) -> None:
-    """Count one all-reduce: its bits, 2(n−1) messages per node, one exchange per member."""
+@dataclass(frozen=True)
+class RingAllReduce:
+    """Cost of one ring all-reduce of the full-precision model vector over all n nodes."""
+
+    time: float  # 2(n−1)·latency + 2(n−1)/n·d·64/bandwidth
+    bits: int  # sent by all nodes together
+    messages: int  # 2(n−1) per node
+
+    @classmethod
+    def of(cls, sim: Simulation) -> RingAllReduce:
+        vector_bits = 64 * sim.models.shape[1]
+        return cls(
+            time=sim.network.allreduce_time(sim.n, vector_bits),
+            bits=round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits)),
+            messages=2 * (sim.n - 1) * sim.n,
+        )
+
+
+def account_allreduce(sim: Simulation, ring: RingAllReduce, members: int) -> None:
+    """Count one all-reduce: its bits and messages, and one exchange per member."""
     counters = sim.executor.counters
-    counters.bits += bits
-    counters.messages += 2 * (sim.n - 1) * sim.n
-    for _ in range(sim.n if members is None else members):
+    counters.bits += ring.bits
+    counters.messages += ring.messages
+    for _ in range(members):
         sim.count_interaction()

@@ -10,7 +10,11 @@ from collections.abc import Generator
 
 import simpy
 
-from gossipsim.algorithms.gossip.allreduce import account_allreduce, reachable_groups
+from gossipsim.algorithms.gossip.allreduce import (
+    RingAllReduce,
+    account_allreduce,
+    reachable_groups,
+)
 from gossipsim.algorithms.gossip.common import SynchronousClock, draw_local_steps
 from gossipsim.config import LocalSGDConfig
 from gossipsim.engine.executor import GlobalAverage, LocalSteps, Mix
@@ -25,17 +29,14 @@ def start(sim: Simulation) -> None:
 def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, object, None]:
     clock = SynchronousClock(sim)
     steps_rng = sim.streams.generators("local_steps", sim.n)
-    vector_bits = 64 * sim.models.shape[1]
-    reduce_time = sim.network.allreduce_time(sim.n, vector_bits)
-    bits_per_round = round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits))
-    ring_messages = 2 * (sim.n - 1) * sim.n
+    ring = RingAllReduce.of(sim)
     while True:
         nodes = yield from clock.members()
         steps = [draw_local_steps(config.local_steps, steps_rng[i]) for i in range(sim.n)]
-        nodes = yield from clock.round(reduce_time, steps, nodes=nodes, messages=ring_messages)
+        nodes = yield from clock.round(ring.time, steps, nodes=nodes, messages=ring.messages)
         for node in nodes:
             sim.submit(LocalSteps(int(node), steps[node]))
             sim.count_local_steps(int(node), steps[node])
         sim.submit(GlobalAverage() if sim.faults is None else Mix(reachable_groups(sim)))
-        account_allreduce(sim, bits_per_round, len(nodes))
+        account_allreduce(sim, ring, len(nodes))
         sim.count_iteration()
