@@ -14,6 +14,8 @@ row) and whenever it grows past ``flush_every`` operations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from gossipsim.engine.executor import (
@@ -115,6 +117,9 @@ class BatchedExecutor(SequentialExecutor):
         self._message_dest: dict[int, int] = {}
         self._message_level: dict[int, int] = {}
         self._reset_log()
+        # Callables that hand logs kept elsewhere (compiled fast paths) to ``apply_log``;
+        # ``flush`` calls them first, so every operation logged so far is applied.
+        self.external_logs: list[Callable[[], None]] = []
         self.waves = 0  # levels applied so far (for diagnostics and benchmarks)
         self.flushes = 0
 
@@ -225,17 +230,37 @@ class BatchedExecutor(SequentialExecutor):
     # -- applying the log ------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Apply every logged operation, level by level."""
+        """Apply every logged operation, level by level (external logs first)."""
+        for drain in self.external_logs:
+            drain()
         if not self._kind:
             return
         kind = np.array(self._kind, dtype=np.int64)
         a = np.array(self._a, dtype=np.int64)
         b = np.array(self._b, dtype=np.int64)
-        key = np.array(self._level, dtype=np.int64) * _KINDS + kind
+        level = np.array(self._level, dtype=np.int64)
         barriers = self._barriers
         # The send levels survive: a message sent now may be received after this flush.
         self._message_level.clear()
         self._reset_log()
+        self.apply_log(kind, a, b, level, barriers)
+
+    def apply_log(
+        self,
+        kind: np.ndarray,
+        a: np.ndarray,
+        b: np.ndarray,
+        level: np.ndarray,
+        barriers: dict[int, Operation] | None = None,
+    ) -> None:
+        """Apply a log given as arrays (code, first, second, level), level by level.
+
+        Compiled fast paths keep their log in arrays and hand it over here; ``barriers``
+        maps log positions of ``BARRIER`` codes to their operations.
+        """
+        if len(kind) == 0:
+            return
+        key = level * _KINDS + kind
         order = np.argsort(key, kind="stable")
         sorted_key = key[order]
         cuts = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
@@ -265,6 +290,7 @@ class BatchedExecutor(SequentialExecutor):
             elif code == PUSH_RECEIVE:
                 self._wave_push_receive(a[idx], b[idx])
             else:
+                assert barriers is not None
                 for position in idx.tolist():
                     self._barrier(barriers[position])
 
