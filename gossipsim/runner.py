@@ -123,12 +123,14 @@ def build_simulation(
     progress: Callable[[dict[str, float]], None] | None = None,
     executor_class: type[SequentialExecutor] | None = None,
     lean: bool | None = None,
+    compiled: bool = True,
 ) -> Simulation:
     """The simulation of a prepared config, ready to run (faults, if any, started).
 
     ``engine.executor``: "sequential" is the reference (SimPy processes, one operation at a
     time); "batched" runs the lean event loop and applies operations in vectorized waves.
-    ``executor_class`` and ``lean`` override that choice (tests compare the paths).
+    ``executor_class`` and ``lean`` override that choice, and ``compiled=False`` keeps the
+    lean loop's fast paths in Python (tests compare the paths).
     """
     config = prepared.config
     algorithm = config.algorithm
@@ -161,7 +163,7 @@ def build_simulation(
         executor,
         prepared.streams,
         progress=progress,
-        env=LeanEnvironment() if lean else None,
+        env=LeanEnvironment(compiled=compiled) if lean else None,
     )
     if faulty:
         try:

@@ -1,17 +1,21 @@
 """The lean event loop replays SimPy exactly: same operations, same times, same order.
 
 Every gossip algorithm runs under SimPy (the reference) and under the lean loop (SwarmSGD
-through its hand-written fast path, the others through their own generators), with an
-executor that records each operation and the time it was submitted. Ties are provoked on
-purpose: constant compute times make many events share an instant, zero message time makes
-lock hand-offs happen at one instant, and the stop rules end runs mid-instant.
+through its compiled kernel and through its Python fast path, the others through their
+own generators), with an executor that records each operation and the time it was
+submitted. Ties are provoked on purpose: constant compute times make many events share an
+instant, zero message time makes lock hand-offs happen at one instant, and the stop rules
+end runs mid-instant.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gossipsim.algorithms import get_algorithm
+from gossipsim.algorithms.gossip import swarmsgd_compiled
+from gossipsim.algorithms.gossip.swarmsgd_compiled import EVENTS, SwarmKernel
 from gossipsim.engine.executor import Mix, SequentialExecutor
 from gossipsim.engine.simulation import Simulation
 from gossipsim.runner import build_simulation, prepare
@@ -34,8 +38,10 @@ class RecordingExecutor(SequentialExecutor):
         super().submit(op)
 
 
-def schedule_of(config, lean: bool):
-    sim = build_simulation(prepare(config), executor_class=RecordingExecutor, lean=lean)
+def schedule_of(config, lean: bool, compiled: bool = True):
+    sim = build_simulation(
+        prepare(config), executor_class=RecordingExecutor, lean=lean, compiled=compiled
+    )
     executor = sim.executor
     algorithm = config.algorithm
     executor.sim = sim
@@ -78,22 +84,72 @@ TIMING = {
 }
 
 
-def _check_same(config) -> None:
+def _check_same(config, compiled: bool = True):
     reference = schedule_of(config, lean=False)
-    lean = schedule_of(config, lean=True)
+    lean = schedule_of(config, lean=True, compiled=compiled)
     assert lean[0] == reference[0]  # operations, their times and their order
     assert lean[1] == reference[1]  # recorded rows
     assert lean[2] == reference[2]
     assert (lean[3] == reference[3]).all()
+    return lean
 
 
+@pytest.mark.parametrize("path", ["compiled", "python"])
 @pytest.mark.parametrize("timing", sorted(TIMING))
 @pytest.mark.parametrize(
     "extra", SWARM, ids=["blocking", "nonblocking", "blocking-H", "nonblocking-H"]
 )
-def test_swarmsgd_fast_path_replays_simpy(timing, extra):
+def test_swarmsgd_fast_paths_replay_simpy(timing, extra, path):
     overrides = {"algorithm": {"kind": "swarmsgd", "lr": 0.05, **extra}, **TIMING[timing]}
-    _check_same(make_config(**overrides))
+    _check_same(make_config(**overrides), compiled=path == "compiled")
+
+
+def _kernel_of(config, **kwargs):
+    sim = build_simulation(prepare(config), **kwargs)
+    sim.run(get_algorithm("swarmsgd"))
+    return sim
+
+
+def test_compiled_kernel_runs_supported_configs():
+    """SwarmSGD's batched runs take the compiled loop (transient stragglers do not)."""
+    batched = {"engine": {"executor": "batched"}}
+    sim = _kernel_of(make_config(**batched))
+    assert isinstance(sim.env.kernel, SwarmKernel)
+    assert sim.env.kernel.I[EVENTS] > 8 * sim.interactions
+    transient = make_config(**batched, **TIMING["lognormal-stragglers"])
+    assert _kernel_of(transient).env.kernel is None
+    assert _kernel_of(make_config(**batched), compiled=False).env.kernel is None
+
+
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_compiled_refills_and_grows(monkeypatch, nonblocking):
+    """Blocks of draws run out many times, H exceeds a block, and the queues start tiny."""
+    monkeypatch.setattr(swarmsgd_compiled, "SPARE", 0)
+    many = {
+        "topology": {"kind": "ring", "n": 4},
+        "algorithm": {"kind": "swarmsgd", "lr": 0.05, "nonblocking": nonblocking},
+        "compute": {"kind": "exponential", "mean": 0.1},
+        "stop": {"interactions": 1500},
+        "record": {"every": 10.0},
+    }
+    _check_same(make_config(**many))
+    long_steps = {**many, "stop": {"interactions": 12}}
+    long_steps["algorithm"] = {**many["algorithm"], "local_steps": {"kind": "fixed", "value": 700}}
+    _check_same(make_config(**long_steps))
+    geometric = {**many, "stop": {"interactions": 40}}
+    geometric["algorithm"] = {
+        **many["algorithm"],
+        "local_steps": {"kind": "geometric", "mean": 150},
+    }
+    _check_same(make_config(**geometric))
+
+
+def test_pairwise_sum_is_numpy_sum():
+    """Durations of H steps add draws in numpy's pairwise order, to the last bit."""
+    rng = np.random.default_rng(5)
+    for n in [*range(0, 300), 1000, 4097, 9001, 70001]:
+        values = rng.exponential(1.3, size=n) * 0.7
+        assert swarmsgd_compiled.pairwise_sum(values) == float(values.sum())
 
 
 @pytest.mark.parametrize("kind", ["dpsgd", "adpsgd", "sgp", "allreduce", "local_sgd"])

@@ -14,6 +14,10 @@ It runs SimPy-style generator processes that yield :meth:`LeanEnvironment.timeou
 plain callbacks (``schedule(delay, function, argument)``), which is what the hand-written
 state machines of the fast paths use. A test holds the fast paths to the SimPy processes:
 same operations, at the same times, in the same order.
+
+A compiled fast path may take the loop over (:meth:`LeanEnvironment.attach`): its kernel
+then owns the three queues, and the Python processes (the recorder, the timer) and the
+stop event go through it with the same ordering rules.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Generator
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Protocol
 
 Callback = Callable[[Any], None]
 
@@ -42,7 +46,11 @@ class LeanEvent:
         if self.triggered:
             raise RuntimeError("event already triggered")
         self.triggered = True
-        self.env.soon.append((_raise_stop, None))
+        kernel = self.env.kernel
+        if kernel is None:
+            self.env.soon.append((_raise_stop, None))
+        else:
+            kernel.trigger_stop()
         return self
 
 
@@ -50,10 +58,25 @@ def _raise_stop(_: object) -> None:
     raise _Stop
 
 
-class LeanEnvironment:
-    """The subset of ``simpy.Environment`` the engine uses, with the same event order."""
+class Kernel(Protocol):
+    """A compiled event loop that has taken over a :class:`LeanEnvironment`."""
 
-    def __init__(self) -> None:
+    def schedule(self, delay: float, callback: Callback, argument: Any) -> None: ...
+    def start(self, callback: Callback, argument: Any) -> None: ...
+    def trigger_stop(self) -> None: ...
+    def run(self, until: LeanEvent) -> None: ...
+
+
+class LeanEnvironment:
+    """The subset of ``simpy.Environment`` the engine uses, with the same event order.
+
+    ``compiled=False`` keeps fast paths in Python even where a compiled one exists (tests
+    compare both with SimPy).
+    """
+
+    def __init__(self, compiled: bool = True) -> None:
+        self.compiled = compiled
+        self.kernel: Kernel | None = None
         self.now = 0.0
         self.heap: list[tuple[float, int, Callback, Any]] = []
         self.soon: deque[tuple[Callback, Any]] = deque()
@@ -63,8 +86,17 @@ class LeanEnvironment:
 
     # -- scheduling ------------------------------------------------------------------------
 
+    def attach(self, kernel: Kernel) -> None:
+        """Hand the event loop to a compiled kernel (before anything was scheduled)."""
+        if self.heap or self.soon or self.urgent:
+            raise RuntimeError("a kernel must take over the loop before events are scheduled")
+        self.kernel = kernel
+
     def schedule(self, delay: float, callback: Callback, argument: Any = None) -> None:
         """Call ``callback(argument)`` after ``delay`` (like a SimPy timeout it waits on)."""
+        if self.kernel is not None:
+            self.kernel.schedule(delay, callback, argument)
+            return
         at = self.now + delay
         if at == self.now:
             self.soon.append((callback, argument))
@@ -73,6 +105,9 @@ class LeanEnvironment:
 
     def start(self, callback: Callback, argument: Any = None) -> None:
         """Start a process at the current instant (SimPy's URGENT ``Initialize``)."""
+        if self.kernel is not None:
+            self.kernel.start(callback, argument)
+            return
         self.urgent.append((callback, argument))
 
     # -- SimPy-compatible surface (generator processes yielding timeouts) -------------------
@@ -98,6 +133,9 @@ class LeanEnvironment:
 
     def run(self, until: LeanEvent) -> None:
         """Process events until ``until`` has been processed."""
+        if self.kernel is not None:
+            self.kernel.run(until)
+            return
         heap = self.heap
         soon = self.soon
         urgent = self.urgent

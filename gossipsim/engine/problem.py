@@ -113,9 +113,5 @@ def initial_models(
     if init.identical:
         shared = problem.objective.init_params(streams.generator("init"), init.scale)
         return np.tile(shared, (n_nodes, 1))
-    return np.stack(
-        [
-            problem.objective.init_params(streams.generator("init", i), init.scale)
-            for i in range(n_nodes)
-        ]
-    )
+    generators = streams.generators("init", n_nodes)
+    return np.stack([problem.objective.init_params(g, init.scale) for g in generators])

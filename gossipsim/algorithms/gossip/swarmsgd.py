@@ -7,8 +7,10 @@ initiator reads the partner's communication buffer and writes the average back w
 waiting). Exchanges may be quantized; each message costs latency + bits / bandwidth.
 
 The generators below are the reference. When the run uses the lean event loop
-(``engine.executor: batched``), :mod:`gossipsim.algorithms.gossip.swarmsgd_fast` runs the
-same node logic as callbacks, with the same events in the same order.
+(``engine.executor: batched``), :mod:`gossipsim.algorithms.gossip.swarmsgd_compiled` runs
+the same node logic compiled with numba, and
+:mod:`gossipsim.algorithms.gossip.swarmsgd_fast` as Python callbacks where the compiled
+loop does not apply (transient stragglers): the same events in the same order.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def start(sim: Simulation) -> None:
         sim.executor.quantizer.message_bits(sim.models.shape[1])
     )
     if sim.lean:
+        from gossipsim.algorithms.gossip import swarmsgd_compiled
+
+        if swarmsgd_compiled.supported(sim, config):
+            swarmsgd_compiled.start_compiled(sim, config, message_time)
+            return
         from gossipsim.algorithms.gossip.swarmsgd_fast import start_fast
 
         start_fast(sim, config, message_time)

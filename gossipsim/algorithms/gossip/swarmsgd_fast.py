@@ -78,19 +78,18 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
     assert isinstance(env, LeanEnvironment)
     n = sim.n
     streams = sim.streams
-    clocks = [NodeClock(sim.compute, i, streams.generator("timing", i)) for i in range(n)]
+    timing = streams.generators("timing", n)
+    clocks = [NodeClock(sim.compute, i, timing[i]) for i in range(n)]
     durations = [clock.duration for clock in clocks]
     one_step = [clock.one_step for clock in clocks]
     fixed = config.local_steps if isinstance(config.local_steps, FixedLocalSteps) else None
+    steps_rng = streams.generators("local_steps", n) if fixed is None else [None] * n
     draw_steps = [
-        local_step_draws(config.local_steps, streams.generator("local_steps", i))
-        if fixed is None
-        else None
+        local_step_draws(config.local_steps, steps_rng[i]) if fixed is None else None
         for i in range(n)
     ]
-    partners = [
-        neighbour_draws(sim.neighbours[i], streams.generator("pairing", i)).take for i in range(n)
-    ]
+    pairing = streams.generators("pairing", n)
+    partners = [neighbour_draws(sim.neighbours[i], pairing[i]).take for i in range(n)]
     log_local, log_exchange = _loggers(sim, config.nonblocking)
     batch = [min(sim.problem.batch_size, y.shape[0]) for y in sim.problem.shard_y]
     n_train = sim.problem.n_train

@@ -1,0 +1,771 @@
+"""SwarmSGD's event loop compiled with numba: the fastest path of ``engine.executor: batched``.
+
+The same node logic as :mod:`gossipsim.algorithms.gossip.swarmsgd_fast` (which is the same
+as the SimPy generators in :mod:`gossipsim.algorithms.gossip.swarmsgd`), written over
+arrays so that numba can compile the whole loop: the three queues of
+:class:`~gossipsim.engine.lean.LeanEnvironment` (urgent starts, the ``(time, insertion)``
+heap, the same-instant FIFO), the node locks replaying ``simpy.Resource(capacity=1)``
+(per-lock FIFO queues as linked lists), and the operation log of the batched executor.
+Events are ``(kind, node)`` pairs; the kinds are the continuations between two ``yield``
+statements of the SimPy processes.
+
+The kernel returns to Python whenever Python has to act, and is then called again with the
+same state:
+
+* a Python event is due (the recorder, the timer, anything scheduled through the
+  environment): its callback runs with ``env.now`` and the simulation's counters in sync;
+* the stop event is processed (the run ends);
+* a node's block of pre-drawn random values is used up: Python draws the next block from
+  the node's own stream (values handed out in the same order as one draw at a time, see
+  :mod:`gossipsim.engine.draws`), before the event that needs them is taken off its queue;
+* the operation log is full (the batched executor applies it), a queue needs more room,
+  or an event budget is spent (so that Ctrl-C is seen within a fraction of a second).
+
+``tests/test_batched_schedule.py`` holds this path to SimPy: same operations at the same
+times in the same order, same recorded rows, same counters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from gossipsim.config import FixedLocalSteps, GeometricLocalSteps, SwarmSGDConfig
+from gossipsim.engine.batched import BUFFER, LOCAL, PAIR, BatchedExecutor
+from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
+from gossipsim.engine.lean import LeanEnvironment, LeanEvent
+from gossipsim.engine.simulation import Simulation
+
+# Event kinds: SwarmSGD's continuations, a Python event, and the stop event.
+TOP, OWN, COMPUTE, FIRST, SECOND, EXCHANGE, RELEASE, EXTERNAL, STOP, NB_COMPUTE, NB_READ = range(11)
+# Why the kernel returned.
+R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY = range(7)
+# Slots of the integer state vector.
+(
+    HEAP_SIZE,
+    SEQ,
+    SOON_HEAD,
+    SOON_LEN,
+    URGENT_HEAD,
+    URGENT_LEN,
+    INTERACTIONS,
+    LOCAL_STEPS,
+    SAMPLES,
+    LOG_LEN,
+    LOG_CAP,
+    STOP_TRIGGERED,
+    STOP_REASON,
+    NEED_NODE,
+    NEED_STREAM,
+    NEED_COUNT,
+    N_TRAIN,
+    INTERACTIONS_LIMIT,
+    NONBLOCKING,
+    FIXED_STEPS,
+    ARG,
+    PAIR_CODE,
+    EVENTS,
+    N_INTS,
+) = range(24)
+# Slots of the float state vector.
+NOW, IDLE, COMM, MESSAGE_TIME, EXCHANGE_TIME, EPOCHS_LIMIT, N_FLOATS = range(7)
+# Random streams served in blocks.
+TIMING, PAIRING, STEPS = range(3)
+STOP_REASONS = {1: "interactions", 2: "epochs"}
+BUDGET = 1 << 20  # events per kernel call (the kernel does not see signals)
+SOON_ROOM = 8  # an event pushes at most 4 same-instant events
+HEAP_ROOM = 2  # and at most 1 timed one
+SPARE = 64  # queue entries beyond the nodes' own when a run starts (queues grow as needed)
+
+
+# -- queues ------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _heap_push(I, ht, hs, hk, hn, t, kind, node):  # noqa: ANN001, ANN202
+    k = I[HEAP_SIZE]
+    seq = I[SEQ]
+    I[SEQ] = seq + 1
+    while k > 0:
+        parent = (k - 1) >> 1
+        if t < ht[parent] or (t == ht[parent] and seq < hs[parent]):
+            ht[k] = ht[parent]
+            hs[k] = hs[parent]
+            hk[k] = hk[parent]
+            hn[k] = hn[parent]
+            k = parent
+        else:
+            break
+    ht[k] = t
+    hs[k] = seq
+    hk[k] = kind
+    hn[k] = node
+    I[HEAP_SIZE] += 1
+
+
+@njit(cache=True)
+def _heap_pop(I, ht, hs, hk, hn):  # noqa: ANN001, ANN202
+    size = I[HEAP_SIZE] - 1
+    I[HEAP_SIZE] = size
+    if size == 0:
+        return
+    t = ht[size]
+    s = hs[size]
+    kind = hk[size]
+    node = hn[size]
+    k = 0
+    while True:
+        c = 2 * k + 1
+        if c >= size:
+            break
+        d = c + 1
+        if d < size and (ht[d] < ht[c] or (ht[d] == ht[c] and hs[d] < hs[c])):
+            c = d
+        if ht[c] < t or (ht[c] == t and hs[c] < s):
+            ht[k] = ht[c]
+            hs[k] = hs[c]
+            hk[k] = hk[c]
+            hn[k] = hn[c]
+            k = c
+        else:
+            break
+    ht[k] = t
+    hs[k] = s
+    hk[k] = kind
+    hn[k] = node
+
+
+@njit(cache=True)
+def _ring_push(I, head_slot, len_slot, rk, rn, kind, node):  # noqa: ANN001, ANN202
+    cap = rk.shape[0]
+    at = I[head_slot] + I[len_slot]
+    if at >= cap:
+        at -= cap
+    rk[at] = kind
+    rn[at] = node
+    I[len_slot] += 1
+
+
+@njit(cache=True)
+def _schedule(I, F, ht, hs, hk, hn, sk, sn, delay, kind, node):  # noqa: ANN001, ANN202
+    """``LeanEnvironment.schedule``: same instant → the FIFO, later → the heap."""
+    now = F[NOW]
+    at = now + delay
+    if at == now:
+        _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, kind, node)
+    else:
+        _heap_push(I, ht, hs, hk, hn, at, kind, node)
+
+
+# -- durations ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _block_sum(a, lo, n):  # noqa: ANN001, ANN202
+    """numpy's pairwise summation of a block of at most 128 values."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = 8
+    stop = n - (n % 8)
+    while i < stop:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def _pairwise(a, lo, n):  # noqa: ANN001, ANN202
+    """numpy's pairwise summation of ``a[lo:lo + n]`` (``np.sum`` of a contiguous array).
+
+    Blocks of up to 128 values are summed with eight accumulators; longer runs split in
+    two halves (a multiple of 8 on the left) whose sums are added. The recursion is
+    unrolled with explicit stacks: numba's cache cannot hold recursive functions.
+    """
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    frame_lo = np.empty(128, dtype=np.int64)
+    frame_n = np.empty(128, dtype=np.int64)
+    frame_done = np.zeros(128, dtype=np.int64)
+    values = np.empty(128, dtype=np.float64)
+    frames = 1
+    count = 0
+    frame_lo[0] = lo
+    frame_n[0] = n
+    while frames > 0:
+        frames -= 1
+        flo = frame_lo[frames]
+        fn = frame_n[frames]
+        if fn <= 128:
+            values[count] = _block_sum(a, flo, fn)
+            count += 1
+        elif frame_done[frames]:
+            # Both halves summed: left below right on the value stack.
+            count -= 1
+            values[count - 1] = values[count - 1] + values[count]
+        else:
+            half = fn // 2
+            half -= half % 8
+            frame_done[frames] = 1  # the frame stays; its halves go on top of it
+            frame_lo[frames + 1] = flo + half  # right half: summed second
+            frame_n[frames + 1] = fn - half
+            frame_done[frames + 1] = 0
+            frame_lo[frames + 2] = flo  # left half: summed first
+            frame_n[frames + 2] = half
+            frame_done[frames + 2] = 0
+            frames += 3
+    return values[0]
+
+
+def pairwise_sum(values: np.ndarray) -> float:
+    """:func:`_pairwise` over a whole 1-D array (for tests against ``np.sum``)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    return float(_pairwise(values, 0, values.shape[0]))
+
+
+@njit(cache=True)
+def _compute_time(i, s, factor, tbuf, tcur, scratch):  # noqa: ANN001, ANN202
+    """Duration of ``s`` local steps of node ``i`` (``NodeClock``: draws times factor, summed)."""
+    if s == 0:
+        return 0.0
+    c = tcur[i]
+    f = factor[i]
+    if s == 1:
+        tcur[i] = c + 1
+        return tbuf[i, c] * f
+    for k in range(s):
+        scratch[k] = tbuf[i, c + k] * f
+    tcur[i] = c + s
+    return _pairwise(scratch, 0, s)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _request(lock, i, then, I, sk, sn, held, qhead, qtail, qnext, resume):  # noqa: ANN001, ANN202
+    """``simpy.Resource.request``: queue up; a free lock grants its head at this instant."""
+    resume[i] = then
+    qnext[i] = -1
+    if qhead[lock] < 0:
+        qhead[lock] = i
+    else:
+        qnext[qtail[lock]] = i
+    qtail[lock] = i
+    if held[lock] == 0:
+        held[lock] = 1
+        head = qhead[lock]
+        qhead[lock] = qnext[head]
+        _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, resume[head], head)
+
+
+@njit(cache=True)
+def _request_stop(I, sk, sn, reason):  # noqa: ANN001, ANN202
+    if I[STOP_TRIGGERED] == 0:
+        I[STOP_TRIGGERED] = 1
+        I[STOP_REASON] = reason
+        _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, STOP, 0)
+
+
+@njit(cache=True)
+def _log(I, F, code, a, b, level, lcode, la, lb, llevel, ltime):  # noqa: ANN001, ANN202
+    m = I[LOG_LEN]
+    lcode[m] = code
+    la[m] = a
+    lb[m] = b
+    llevel[m] = level
+    ltime[m] = F[NOW]
+    I[LOG_LEN] = m + 1
+
+
+@njit(cache=True)
+def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
+    I,
+    F,
+    ht,
+    hs,
+    hk,
+    hn,
+    sk,
+    sn,
+    uk,
+    un,
+    held,
+    qhead,
+    qtail,
+    qnext,
+    resume,
+    steps,
+    partner,
+    waiting,
+    factor,
+    batch,
+    tbuf,
+    tcur,
+    tend,
+    pbuf,
+    pcur,
+    pend,
+    gbuf,
+    gcur,
+    gend,
+    scratch,
+    lcode,
+    la,
+    lb,
+    llevel,
+    ltime,
+    last,
+):
+    """Process events until Python has to act; returns the reason (``R_*``)."""
+    nonblocking = I[NONBLOCKING] != 0
+    fixed = I[FIXED_STEPS]
+    pair_code = I[PAIR_CODE]
+    epochs_limit = F[EPOCHS_LIMIT]
+    interactions_limit = I[INTERACTIONS_LIMIT]
+    soon_cap = sk.shape[0]
+    urgent_cap = uk.shape[0]
+    heap_cap = ht.shape[0]
+    budget = BUDGET
+    while True:
+        if budget == 0:
+            return R_BUDGET
+        budget -= 1
+        if I[LOG_LEN] >= I[LOG_CAP]:
+            return R_LOGFULL
+        if I[SOON_LEN] + SOON_ROOM > soon_cap or I[HEAP_SIZE] + HEAP_ROOM > heap_cap:
+            return R_GROW
+        now = F[NOW]
+        # The next event, as LeanEnvironment.run picks it (not yet taken off its queue).
+        if I[URGENT_LEN] > 0:
+            source = 0
+            kind = uk[I[URGENT_HEAD]]
+            i = un[I[URGENT_HEAD]]
+        elif I[SOON_LEN] > 0 and not (I[HEAP_SIZE] > 0 and ht[0] == now):
+            source = 1
+            kind = sk[I[SOON_HEAD]]
+            i = sn[I[SOON_HEAD]]
+        elif I[HEAP_SIZE] > 0:
+            source = 2
+            kind = hk[0]
+            i = hn[0]
+        else:
+            return R_EMPTY
+        # Random values the event will draw must be in its node's blocks.
+        draws_steps = (kind == TOP or kind == EXCHANGE or kind == NB_READ) and fixed == 0
+        if draws_steps and gcur[i] == gend[i]:
+            I[NEED_NODE] = i
+            I[NEED_STREAM] = STEPS
+            I[NEED_COUNT] = 1
+            return R_NEED
+        if (nonblocking and (kind == TOP or kind == NB_READ)) or kind == OWN:
+            if kind == OWN:
+                s = steps[i]
+            elif fixed == 0:
+                s = gbuf[i, gcur[i]]
+            else:
+                s = fixed
+            if tend[i] - tcur[i] < s:
+                I[NEED_NODE] = i
+                I[NEED_STREAM] = TIMING
+                I[NEED_COUNT] = s
+                return R_NEED
+        if (kind == COMPUTE or kind == NB_COMPUTE) and pcur[i] == pend[i]:
+            I[NEED_NODE] = i
+            I[NEED_STREAM] = PAIRING
+            I[NEED_COUNT] = 1
+            return R_NEED
+        # Take it off its queue.
+        if source == 0:
+            h = I[URGENT_HEAD] + 1
+            I[URGENT_HEAD] = 0 if h == urgent_cap else h
+            I[URGENT_LEN] -= 1
+        elif source == 1:
+            h = I[SOON_HEAD] + 1
+            I[SOON_HEAD] = 0 if h == soon_cap else h
+            I[SOON_LEN] -= 1
+        else:
+            now = ht[0]
+            F[NOW] = now
+            _heap_pop(I, ht, hs, hk, hn)
+        I[EVENTS] += 1
+
+        if kind == EXTERNAL:
+            I[ARG] = i
+            return R_EXTERNAL
+        if kind == STOP:
+            return R_STOP
+        if kind == RELEASE:
+            # The release event of lock i grants the head of its queue, if any.
+            if qhead[i] >= 0 and held[i] == 0:
+                held[i] = 1
+                head = qhead[i]
+                qhead[i] = qnext[head]
+                _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, resume[head], head)
+            continue
+        if kind == OWN:
+            # Own lock held: compute.
+            _schedule(
+                I, F, ht, hs, hk, hn, sk, sn,
+                _compute_time(i, steps[i], factor, tbuf, tcur, scratch),
+                COMPUTE, i,
+            )  # fmt: skip
+            continue
+        if kind == FIRST:
+            j = partner[i]
+            _request(j if i < j else i, i, SECOND, I, sk, sn, held, qhead, qtail, qnext, resume)
+            continue
+        if kind == SECOND:
+            F[IDLE] += now - waiting[i]
+            _schedule(I, F, ht, hs, hk, hn, sk, sn, F[MESSAGE_TIME], EXCHANGE, i)
+            continue
+        if kind == COMPUTE or kind == NB_COMPUTE:
+            s = steps[i]
+            level = last[i] + 1
+            last[i] = level
+            _log(I, F, LOCAL, i, s, level, lcode, la, lb, llevel, ltime)
+            I[LOCAL_STEPS] += s
+            I[SAMPLES] += s * batch[i]
+            if epochs_limit == epochs_limit and I[SAMPLES] / I[N_TRAIN] >= epochs_limit:
+                _request_stop(I, sk, sn, 2)
+            j = pbuf[i, pcur[i]]
+            pcur[i] += 1
+            partner[i] = j
+            if kind == NB_COMPUTE:
+                _schedule(I, F, ht, hs, hk, hn, sk, sn, F[MESSAGE_TIME], NB_READ, i)
+                continue
+            held[i] = 0  # release the own lock
+            _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, RELEASE, i)
+            waiting[i] = now
+            _request(i if i < j else j, i, FIRST, I, sk, sn, held, qhead, qtail, qnext, resume)
+            continue
+        if kind == EXCHANGE or kind == NB_READ:
+            j = partner[i]
+            F[COMM] += F[EXCHANGE_TIME]
+            li = last[i]
+            lj = last[j]
+            level = (li if li > lj else lj) + 1
+            last[i] = level
+            last[j] = level
+            _log(I, F, pair_code, i, j, level, lcode, la, lb, llevel, ltime)
+            I[INTERACTIONS] += 1
+            if interactions_limit >= 0 and I[INTERACTIONS] >= interactions_limit:
+                _request_stop(I, sk, sn, 1)
+            if kind == EXCHANGE:
+                # Leave the inner ``with`` (the larger id), then the outer one.
+                first = i if i < j else j
+                second = j if i < j else i
+                held[second] = 0
+                _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, RELEASE, second)
+                held[first] = 0
+                _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, RELEASE, first)
+            # fall through to the top of the node's loop
+        # TOP (also reached from EXCHANGE / NB_READ): draw H, then lock or compute.
+        if fixed == 0:
+            steps[i] = gbuf[i, gcur[i]]
+            gcur[i] += 1
+        if nonblocking:
+            _schedule(
+                I, F, ht, hs, hk, hn, sk, sn,
+                _compute_time(i, steps[i], factor, tbuf, tcur, scratch),
+                NB_COMPUTE, i,
+            )  # fmt: skip
+        else:
+            _request(i, i, OWN, I, sk, sn, held, qhead, qtail, qnext, resume)
+
+
+# -- the Python side ---------------------------------------------------------------------------
+
+
+def supported(sim: Simulation, config: SwarmSGDConfig) -> bool:
+    """Whether the compiled loop covers this run (else the Python fast path runs it)."""
+    env = sim.env
+    return (
+        isinstance(env, LeanEnvironment)
+        and env.compiled
+        and sim.faults is None
+        and not sim.compute._transient  # on/off periods interleave with the step draws
+        and isinstance(config.local_steps, (FixedLocalSteps, GeometricLocalSteps))
+    )
+
+
+class SwarmKernel:
+    """Drives :func:`run_kernel` for one simulation (it is the environment's ``kernel``)."""
+
+    def __init__(self, sim: Simulation, config: SwarmSGDConfig, message_time: float) -> None:
+        env = sim.env
+        assert isinstance(env, LeanEnvironment)
+        self.sim = sim
+        self.env = env
+        n = sim.n
+        self.n = n
+        streams = sim.streams
+        compute = sim.compute
+        local_steps = config.local_steps
+        fixed = local_steps.value if isinstance(local_steps, FixedLocalSteps) else 0
+        if isinstance(local_steps, FixedLocalSteps) and fixed < 1:
+            raise ValueError(f"algorithm.local_steps.value must be >= 1, got {fixed}")
+        problem = sim.problem
+        executor = sim.executor
+        self.batched = isinstance(executor, BatchedExecutor)
+
+        I = np.zeros(N_INTS, dtype=np.int64)
+        F = np.zeros(N_FLOATS, dtype=np.float64)
+        I[N_TRAIN] = problem.n_train
+        limit = sim.config.stop.interactions
+        I[INTERACTIONS_LIMIT] = -1 if limit is None else limit
+        I[NONBLOCKING] = int(config.nonblocking)
+        I[FIXED_STEPS] = fixed
+        I[PAIR_CODE] = BUFFER if config.nonblocking else PAIR
+        # The log: the batched executor's own capacity, else one operation at a time so that
+        # each is submitted at its own instant.
+        capacity = executor.flush_every if self.batched else 1
+        I[LOG_CAP] = capacity
+        F[NOW] = env.now
+        F[MESSAGE_TIME] = message_time
+        # Blocking: both partners send at once; non-blocking: one read, one write-back.
+        F[EXCHANGE_TIME] = message_time if config.nonblocking else 2 * message_time
+        epochs = sim.config.stop.epochs
+        F[EPOCHS_LIMIT] = math.nan if epochs is None else epochs
+        self.I, self.F = I, F
+
+        room = n + SPARE
+        self.heap = [np.zeros(room, dtype=np.float64)] + [
+            np.zeros(room, dtype=np.int64) for _ in range(3)
+        ]
+        self.soon = [np.zeros(n + SPARE, dtype=np.int64) for _ in range(2)]
+        self.urgent = [np.zeros(n + SPARE, dtype=np.int64) for _ in range(2)]
+
+        self.held = np.zeros(n, dtype=np.int64)
+        self.qhead = np.full(n, -1, dtype=np.int64)
+        self.qtail = np.full(n, -1, dtype=np.int64)
+        self.qnext = np.full(n, -1, dtype=np.int64)
+        self.resume = np.zeros(n, dtype=np.int64)
+        self.steps = np.full(n, max(fixed, 1), dtype=np.int64)
+        self.partner = np.zeros(n, dtype=np.int64)
+        self.waiting = np.zeros(n, dtype=np.float64)
+        # Python floats multiplied in NodeClock: the same IEEE doubles.
+        self.factor = np.asarray(compute.factors, dtype=np.float64).copy()
+        self.batch = np.array(
+            [min(problem.batch_size, y.shape[0]) for y in problem.shard_y], dtype=np.int64
+        )
+
+        # Blocks of random values, per node and stream: row i holds [cursor, end).
+        width = int(np.clip((1 << 20) // max(n, 1), 16, 256))
+        timing = streams.generators("timing", n)
+        pairing = streams.generators("pairing", n)
+        tables = [np.asarray(t, dtype=np.int64) for t in sim.neighbours]
+        self.draw: list[Callable[[int, int], np.ndarray]] = [
+            lambda i, size: compute._draw(timing[i], size),
+            lambda i, size: tables[i][pairing[i].integers(len(tables[i]), size=size)],
+        ]
+        self.buffers = [np.zeros((n, width)), np.zeros((n, width), dtype=np.int64)]
+        if fixed == 0:
+            assert isinstance(local_steps, GeometricLocalSteps)
+            steps_rng = streams.generators("local_steps", n)
+            p = 1.0 / local_steps.mean
+            self.draw.append(lambda i, size: steps_rng[i].geometric(p, size=size))
+            self.buffers.append(np.zeros((n, width), dtype=np.int64))
+        else:
+            self.draw.append(lambda i, size: np.ones(size, dtype=np.int64))
+            self.buffers.append(np.zeros((n, 1), dtype=np.int64))
+        self.cursor = [np.zeros(n, dtype=np.int64) for _ in range(3)]
+        self.end = [np.zeros(n, dtype=np.int64) for _ in range(3)]
+        self.scratch = np.zeros(width, dtype=np.float64)
+        for stream in (TIMING, PAIRING) if fixed else (TIMING, PAIRING, STEPS):
+            for i in range(n):
+                self._refill(i, stream, 1)
+
+        self.lcode = np.zeros(capacity, dtype=np.int64)
+        self.la = np.zeros(capacity, dtype=np.int64)
+        self.lb = np.zeros(capacity, dtype=np.int64)
+        self.llevel = np.zeros(capacity, dtype=np.int64)
+        self.ltime = np.zeros(capacity, dtype=np.float64)
+        self.last = np.zeros(n, dtype=np.int64)
+
+        # Python events (recorder, timer, ...) by id, while they are queued in the kernel.
+        self.python: dict[int, tuple[Callable[[Any], None], Any]] = {}
+        self._ids = 0
+        env.attach(self)
+        if self.batched:
+            executor.external_logs.append(self.drain)
+        urgent_kind, urgent_node = self.urgent
+        urgent_kind[:n] = TOP
+        urgent_node[:n] = np.arange(n)
+        I[URGENT_LEN] = n
+
+    # -- draws, room, log ------------------------------------------------------------------
+
+    def _refill(self, node: int, stream: int, count: int) -> None:
+        """Move the node's unused values to the front of its row and draw the rest."""
+        buffer = self.buffers[stream]
+        cursor, end = self.cursor[stream], self.end[stream]
+        width = buffer.shape[1]
+        if count > width:
+            width = max(2 * width, count)
+            wider = np.zeros((self.n, width), dtype=buffer.dtype)
+            wider[:, : buffer.shape[1]] = buffer
+            self.buffers[stream] = buffer = wider
+            if stream == TIMING:
+                self.scratch = np.zeros(width, dtype=np.float64)
+        c, e = int(cursor[node]), int(end[node])
+        kept = e - c
+        buffer[node, :kept] = buffer[node, c:e]
+        buffer[node, kept:width] = self.draw[stream](node, width - kept)
+        cursor[node] = 0
+        end[node] = width
+
+    def _grow(self) -> None:
+        I = self.I
+        size = int(I[HEAP_SIZE])
+        cap = self.heap[0].shape[0]
+        if size + HEAP_ROOM > cap:
+            self.heap = [_wider(a, size, max(2 * cap, size + HEAP_ROOM)) for a in self.heap]
+        for queue, head, length in ((self.soon, SOON_HEAD, SOON_LEN), (self.urgent,
+                                    URGENT_HEAD, URGENT_LEN)):  # fmt: skip
+            cap = queue[0].shape[0]
+            count = int(I[length])
+            if count + SOON_ROOM > cap:
+                order = (int(I[head]) + np.arange(count)) % cap
+                wider = max(2 * cap, count + SOON_ROOM)
+                queue[:] = [_wider(a[order], count, wider) for a in queue]
+                I[head] = 0
+
+    def drain(self) -> None:
+        """Hand the logged operations to the executor (batched: all at once)."""
+        I = self.I
+        m = int(I[LOG_LEN])
+        if m == 0:
+            return
+        I[LOG_LEN] = 0
+        if self.batched:
+            self.last[:] = 0
+            self.sim.executor.apply_log(self.lcode[:m], self.la[:m], self.lb[:m], self.llevel[:m])
+            return
+        submit = self.sim.submit
+        for code, a, b in zip(
+            self.lcode[:m].tolist(), self.la[:m].tolist(), self.lb[:m].tolist(), strict=True
+        ):
+            if code == LOCAL:
+                submit(LocalSteps(a, b))
+            elif code == PAIR:
+                submit(PairAverage(a, b))
+            else:
+                submit(BufferExchange(a, b))
+
+    # -- the environment's kernel protocol -------------------------------------------------
+
+    def _python_event(self, callback: Callable[[Any], None], argument: Any) -> int:
+        self._ids += 1
+        self.python[self._ids] = (callback, argument)
+        return self._ids
+
+    def start(self, callback: Callable[[Any], None], argument: Any) -> None:
+        self._grow()
+        kind, node = self.urgent
+        cap = kind.shape[0]
+        at = (int(self.I[URGENT_HEAD]) + int(self.I[URGENT_LEN])) % cap
+        kind[at] = EXTERNAL
+        node[at] = self._python_event(callback, argument)
+        self.I[URGENT_LEN] += 1
+
+    def schedule(self, delay: float, callback: Callable[[Any], None], argument: Any) -> None:
+        self._grow()
+        _schedule(
+            self.I, self.F, *self.heap, *self.soon, float(delay), EXTERNAL,
+            self._python_event(callback, argument),
+        )  # fmt: skip
+
+    def trigger_stop(self) -> None:
+        self._grow()
+        self.I[STOP_TRIGGERED] = 1
+        _ring_push(self.I, SOON_HEAD, SOON_LEN, *self.soon, STOP, 0)
+
+    def _sync(self) -> None:
+        """Copy the kernel's clock and counters to the environment and the simulation."""
+        I, F, sim = self.I, self.F, self.sim
+        self.env.now = float(F[NOW])
+        sim.interactions = int(I[INTERACTIONS])
+        sim.local_steps = int(I[LOCAL_STEPS])
+        sim.samples = int(I[SAMPLES])
+        sim.idle_time = float(F[IDLE])
+        sim.comm_time = float(F[COMM])
+        if I[STOP_REASON] and not sim._stop_event.triggered:
+            # The kernel requested the stop (interactions / epochs) and queued its event.
+            sim._stop_reason = STOP_REASONS[int(I[STOP_REASON])]
+            sim._stop_event.triggered = True
+
+    def run(self, until: LeanEvent) -> None:
+        I = self.I
+        sim = self.sim
+        # Counters the kernel owns from here on start from the simulation's.
+        I[INTERACTIONS], I[LOCAL_STEPS], I[SAMPLES] = (
+            sim.interactions,
+            sim.local_steps,
+            sim.samples,
+        )
+        self.F[IDLE], self.F[COMM] = sim.idle_time, sim.comm_time
+        while True:
+            code = run_kernel(
+                I, self.F, *self.heap, *self.soon, *self.urgent,
+                self.held, self.qhead, self.qtail, self.qnext, self.resume, self.steps,
+                self.partner, self.waiting, self.factor, self.batch,
+                self.buffers[TIMING], self.cursor[TIMING], self.end[TIMING],
+                self.buffers[PAIRING], self.cursor[PAIRING], self.end[PAIRING],
+                self.buffers[STEPS], self.cursor[STEPS], self.end[STEPS],
+                self.scratch, self.lcode, self.la, self.lb, self.llevel, self.ltime,
+                self.last,
+            )  # fmt: skip
+            self._sync()
+            if code == R_EXTERNAL:
+                callback, argument = self.python.pop(int(I[ARG]))
+                callback(argument)
+            elif code == R_NEED:
+                self._refill(int(I[NEED_NODE]), int(I[NEED_STREAM]), int(I[NEED_COUNT]))
+            elif code == R_LOGFULL:
+                self.drain()
+            elif code == R_GROW:
+                self._grow()
+            elif code == R_STOP:
+                return
+            elif code == R_EMPTY:
+                raise RuntimeError(
+                    f'No scheduled events left but "until" event was not triggered: {until}'
+                )
+
+
+def _wider(values: np.ndarray, count: int, capacity: int) -> np.ndarray:
+    """``values[:count]`` at the front of an array of ``capacity`` entries."""
+    out = np.zeros(capacity, dtype=values.dtype)
+    out[:count] = values[:count]
+    return out
+
+
+def start_compiled(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> SwarmKernel:
+    """Start every node of SwarmSGD in the compiled loop (the environment's new kernel)."""
+    return SwarmKernel(sim, config, message_time)
