@@ -83,13 +83,14 @@ SPARE = 64  # queue entries beyond the nodes' own when a run starts (queues grow
 
 
 # -- queues ------------------------------------------------------------------------------------
+# The kernel keeps the queue sizes, the clock and the counters in local variables and writes
+# them to the state vectors when it returns; these primitives take them as arguments.
 
 
 @njit(cache=True)
-def _heap_push(I, ht, hs, hk, hn, t, kind, node):  # noqa: ANN001, ANN202
-    k = I[HEAP_SIZE]
-    seq = I[SEQ]
-    I[SEQ] = seq + 1
+def _heap_insert(ht, hs, hk, hn, size, t, seq, kind, node):  # noqa: ANN001, ANN202
+    """Insert at the end of a heap of ``size`` entries and sift up (by time, then seq)."""
+    k = size
     while k > 0:
         parent = (k - 1) >> 1
         if t < ht[parent] or (t == ht[parent] and seq < hs[parent]):
@@ -104,13 +105,12 @@ def _heap_push(I, ht, hs, hk, hn, t, kind, node):  # noqa: ANN001, ANN202
     hs[k] = seq
     hk[k] = kind
     hn[k] = node
-    I[HEAP_SIZE] += 1
 
 
 @njit(cache=True)
-def _heap_pop(I, ht, hs, hk, hn):  # noqa: ANN001, ANN202
-    size = I[HEAP_SIZE] - 1
-    I[HEAP_SIZE] = size
+def _heap_remove_top(ht, hs, hk, hn, size):  # noqa: ANN001, ANN202
+    """Remove the root of a heap of ``size`` entries (``size - 1`` remain)."""
+    size -= 1
     if size == 0:
         return
     t = ht[size]
@@ -140,25 +140,33 @@ def _heap_pop(I, ht, hs, hk, hn):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
-def _ring_push(I, head_slot, len_slot, rk, rn, kind, node):  # noqa: ANN001, ANN202
-    cap = rk.shape[0]
-    at = I[head_slot] + I[len_slot]
-    if at >= cap:
-        at -= cap
+def _put(rk, rn, head, length, kind, node):  # noqa: ANN001, ANN202
+    """Append to a ring buffer holding ``length`` entries from ``head`` (caller counts it)."""
+    at = head + length
+    if at >= rk.shape[0]:
+        at -= rk.shape[0]
     rk[at] = kind
     rn[at] = node
+
+
+@njit(cache=True)
+def _ring_push(I, head_slot, len_slot, rk, rn, kind, node):  # noqa: ANN001, ANN202
+    """Append to a ring buffer whose head and length are kept in the state vector."""
+    _put(rk, rn, I[head_slot], I[len_slot], kind, node)
     I[len_slot] += 1
 
 
 @njit(cache=True)
 def _schedule(I, F, ht, hs, hk, hn, sk, sn, delay, kind, node):  # noqa: ANN001, ANN202
-    """``LeanEnvironment.schedule``: same instant → the FIFO, later → the heap."""
+    """``LeanEnvironment.schedule`` from Python: same instant → the FIFO, later → the heap."""
     now = F[NOW]
     at = now + delay
     if at == now:
         _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, kind, node)
     else:
-        _heap_push(I, ht, hs, hk, hn, at, kind, node)
+        _heap_insert(ht, hs, hk, hn, I[HEAP_SIZE], at, I[SEQ], kind, node)
+        I[SEQ] += 1
+        I[HEAP_SIZE] += 1
 
 
 # -- durations ---------------------------------------------------------------------------------
@@ -268,8 +276,12 @@ def _compute_time(i, s, factor, tbuf, tcur, scratch):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True)
-def _request(lock, i, then, I, sk, sn, held, qhead, qtail, qnext, resume):  # noqa: ANN001, ANN202
-    """``simpy.Resource.request``: queue up; a free lock grants its head at this instant."""
+def _enqueue(lock, i, then, held, qhead, qtail, qnext, resume):  # noqa: ANN001, ANN202
+    """``simpy.Resource.request``: queue up; returns the node granted now, or -1.
+
+    A free lock grants the head of its queue with an event at the current instant (the
+    caller queues that event).
+    """
     resume[i] = then
     qnext[i] = -1
     if qhead[lock] < 0:
@@ -281,26 +293,17 @@ def _request(lock, i, then, I, sk, sn, held, qhead, qtail, qnext, resume):  # no
         held[lock] = 1
         head = qhead[lock]
         qhead[lock] = qnext[head]
-        _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, resume[head], head)
+        return head
+    return -1
 
 
 @njit(cache=True)
-def _request_stop(I, sk, sn, reason):  # noqa: ANN001, ANN202
-    if I[STOP_TRIGGERED] == 0:
-        I[STOP_TRIGGERED] = 1
-        I[STOP_REASON] = reason
-        _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, STOP, 0)
-
-
-@njit(cache=True)
-def _log(I, F, code, a, b, level, lcode, la, lb, llevel, ltime):  # noqa: ANN001, ANN202
-    m = I[LOG_LEN]
+def _log(lcode, la, lb, llevel, ltime, m, code, a, b, level, now):  # noqa: ANN001, ANN202
     lcode[m] = code
     la[m] = a
     lb[m] = b
     llevel[m] = level
-    ltime[m] = F[NOW]
-    I[LOG_LEN] = m + 1
+    ltime[m] = now
 
 
 @njit(cache=True)
@@ -348,42 +351,67 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
     pair_code = I[PAIR_CODE]
     epochs_limit = F[EPOCHS_LIMIT]
     interactions_limit = I[INTERACTIONS_LIMIT]
+    n_train = I[N_TRAIN]
+    log_cap = I[LOG_CAP]
+    message_time = F[MESSAGE_TIME]
+    exchange_time = F[EXCHANGE_TIME]
     soon_cap = sk.shape[0]
     urgent_cap = uk.shape[0]
     heap_cap = ht.shape[0]
+    # Hot state in locals, written back below.
+    now = F[NOW]
+    idle = F[IDLE]
+    comm = F[COMM]
+    size = I[HEAP_SIZE]
+    seq = I[SEQ]
+    shead = I[SOON_HEAD]
+    slen = I[SOON_LEN]
+    uhead = I[URGENT_HEAD]
+    ulen = I[URGENT_LEN]
+    m = I[LOG_LEN]
+    interactions = I[INTERACTIONS]
+    local_steps = I[LOCAL_STEPS]
+    samples = I[SAMPLES]
+    stop_triggered = I[STOP_TRIGGERED]
+    stop_reason = I[STOP_REASON]
+    events = I[EVENTS]
     budget = BUDGET
     while True:
         if budget == 0:
-            return R_BUDGET
+            reason = R_BUDGET
+            break
         budget -= 1
-        if I[LOG_LEN] >= I[LOG_CAP]:
-            return R_LOGFULL
-        if I[SOON_LEN] + SOON_ROOM > soon_cap or I[HEAP_SIZE] + HEAP_ROOM > heap_cap:
-            return R_GROW
-        now = F[NOW]
+        if m >= log_cap:
+            reason = R_LOGFULL
+            break
+        if slen + SOON_ROOM > soon_cap or size + HEAP_ROOM > heap_cap:
+            reason = R_GROW
+            break
         # The next event, as LeanEnvironment.run picks it (not yet taken off its queue).
-        if I[URGENT_LEN] > 0:
+        if ulen > 0:
             source = 0
-            kind = uk[I[URGENT_HEAD]]
-            i = un[I[URGENT_HEAD]]
-        elif I[SOON_LEN] > 0 and not (I[HEAP_SIZE] > 0 and ht[0] == now):
+            kind = uk[uhead]
+            i = un[uhead]
+        elif slen > 0 and not (size > 0 and ht[0] == now):
             source = 1
-            kind = sk[I[SOON_HEAD]]
-            i = sn[I[SOON_HEAD]]
-        elif I[HEAP_SIZE] > 0:
+            kind = sk[shead]
+            i = sn[shead]
+        elif size > 0:
             source = 2
             kind = hk[0]
             i = hn[0]
         else:
-            return R_EMPTY
+            reason = R_EMPTY
+            break
         # Random values the event will draw must be in its node's blocks.
-        draws_steps = (kind == TOP or kind == EXCHANGE or kind == NB_READ) and fixed == 0
-        if draws_steps and gcur[i] == gend[i]:
-            I[NEED_NODE] = i
-            I[NEED_STREAM] = STEPS
-            I[NEED_COUNT] = 1
-            return R_NEED
-        if (nonblocking and (kind == TOP or kind == NB_READ)) or kind == OWN:
+        if fixed == 0 and (kind == TOP or kind == EXCHANGE or kind == NB_READ):
+            if gcur[i] == gend[i]:
+                I[NEED_NODE] = i
+                I[NEED_STREAM] = STEPS
+                I[NEED_COUNT] = 1
+                reason = R_NEED
+                break
+        if kind == OWN or (nonblocking and (kind == TOP or kind == NB_READ)):
             if kind == OWN:
                 s = steps[i]
             elif fixed == 0:
@@ -394,109 +422,175 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
                 I[NEED_NODE] = i
                 I[NEED_STREAM] = TIMING
                 I[NEED_COUNT] = s
-                return R_NEED
+                reason = R_NEED
+                break
         if (kind == COMPUTE or kind == NB_COMPUTE) and pcur[i] == pend[i]:
             I[NEED_NODE] = i
             I[NEED_STREAM] = PAIRING
             I[NEED_COUNT] = 1
-            return R_NEED
+            reason = R_NEED
+            break
         # Take it off its queue.
         if source == 0:
-            h = I[URGENT_HEAD] + 1
-            I[URGENT_HEAD] = 0 if h == urgent_cap else h
-            I[URGENT_LEN] -= 1
+            uhead += 1
+            if uhead == urgent_cap:
+                uhead = 0
+            ulen -= 1
         elif source == 1:
-            h = I[SOON_HEAD] + 1
-            I[SOON_HEAD] = 0 if h == soon_cap else h
-            I[SOON_LEN] -= 1
+            shead += 1
+            if shead == soon_cap:
+                shead = 0
+            slen -= 1
         else:
             now = ht[0]
-            F[NOW] = now
-            _heap_pop(I, ht, hs, hk, hn)
-        I[EVENTS] += 1
+            _heap_remove_top(ht, hs, hk, hn, size)
+            size -= 1
+        events += 1
 
         if kind == EXTERNAL:
             I[ARG] = i
-            return R_EXTERNAL
+            reason = R_EXTERNAL
+            break
         if kind == STOP:
-            return R_STOP
+            reason = R_STOP
+            break
         if kind == RELEASE:
             # The release event of lock i grants the head of its queue, if any.
             if qhead[i] >= 0 and held[i] == 0:
                 held[i] = 1
                 head = qhead[i]
                 qhead[i] = qnext[head]
-                _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, resume[head], head)
+                _put(sk, sn, shead, slen, resume[head], head)
+                slen += 1
             continue
         if kind == OWN:
             # Own lock held: compute.
-            _schedule(
-                I, F, ht, hs, hk, hn, sk, sn,
-                _compute_time(i, steps[i], factor, tbuf, tcur, scratch),
-                COMPUTE, i,
-            )  # fmt: skip
+            at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch)
+            if at == now:
+                _put(sk, sn, shead, slen, COMPUTE, i)
+                slen += 1
+            else:
+                _heap_insert(ht, hs, hk, hn, size, at, seq, COMPUTE, i)
+                size += 1
+                seq += 1
             continue
         if kind == FIRST:
             j = partner[i]
-            _request(j if i < j else i, i, SECOND, I, sk, sn, held, qhead, qtail, qnext, resume)
+            granted = _enqueue(j if i < j else i, i, SECOND, held, qhead, qtail, qnext, resume)
+            if granted >= 0:
+                _put(sk, sn, shead, slen, resume[granted], granted)
+                slen += 1
             continue
         if kind == SECOND:
-            F[IDLE] += now - waiting[i]
-            _schedule(I, F, ht, hs, hk, hn, sk, sn, F[MESSAGE_TIME], EXCHANGE, i)
+            idle += now - waiting[i]
+            at = now + message_time
+            if at == now:
+                _put(sk, sn, shead, slen, EXCHANGE, i)
+                slen += 1
+            else:
+                _heap_insert(ht, hs, hk, hn, size, at, seq, EXCHANGE, i)
+                size += 1
+                seq += 1
             continue
         if kind == COMPUTE or kind == NB_COMPUTE:
             s = steps[i]
             level = last[i] + 1
             last[i] = level
-            _log(I, F, LOCAL, i, s, level, lcode, la, lb, llevel, ltime)
-            I[LOCAL_STEPS] += s
-            I[SAMPLES] += s * batch[i]
-            if epochs_limit == epochs_limit and I[SAMPLES] / I[N_TRAIN] >= epochs_limit:
-                _request_stop(I, sk, sn, 2)
+            _log(lcode, la, lb, llevel, ltime, m, LOCAL, i, s, level, now)
+            m += 1
+            local_steps += s
+            samples += s * batch[i]
+            if epochs_limit == epochs_limit and samples / n_train >= epochs_limit:
+                if stop_triggered == 0:
+                    stop_triggered = 1
+                    stop_reason = 2
+                    _put(sk, sn, shead, slen, STOP, 0)
+                    slen += 1
             j = pbuf[i, pcur[i]]
             pcur[i] += 1
             partner[i] = j
             if kind == NB_COMPUTE:
-                _schedule(I, F, ht, hs, hk, hn, sk, sn, F[MESSAGE_TIME], NB_READ, i)
+                at = now + message_time
+                if at == now:
+                    _put(sk, sn, shead, slen, NB_READ, i)
+                    slen += 1
+                else:
+                    _heap_insert(ht, hs, hk, hn, size, at, seq, NB_READ, i)
+                    size += 1
+                    seq += 1
                 continue
             held[i] = 0  # release the own lock
-            _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, RELEASE, i)
+            _put(sk, sn, shead, slen, RELEASE, i)
+            slen += 1
             waiting[i] = now
-            _request(i if i < j else j, i, FIRST, I, sk, sn, held, qhead, qtail, qnext, resume)
+            granted = _enqueue(i if i < j else j, i, FIRST, held, qhead, qtail, qnext, resume)
+            if granted >= 0:
+                _put(sk, sn, shead, slen, resume[granted], granted)
+                slen += 1
             continue
         if kind == EXCHANGE or kind == NB_READ:
             j = partner[i]
-            F[COMM] += F[EXCHANGE_TIME]
+            comm += exchange_time
             li = last[i]
             lj = last[j]
             level = (li if li > lj else lj) + 1
             last[i] = level
             last[j] = level
-            _log(I, F, pair_code, i, j, level, lcode, la, lb, llevel, ltime)
-            I[INTERACTIONS] += 1
-            if interactions_limit >= 0 and I[INTERACTIONS] >= interactions_limit:
-                _request_stop(I, sk, sn, 1)
+            _log(lcode, la, lb, llevel, ltime, m, pair_code, i, j, level, now)
+            m += 1
+            interactions += 1
+            if interactions_limit >= 0 and interactions >= interactions_limit:
+                if stop_triggered == 0:
+                    stop_triggered = 1
+                    stop_reason = 1
+                    _put(sk, sn, shead, slen, STOP, 0)
+                    slen += 1
             if kind == EXCHANGE:
                 # Leave the inner ``with`` (the larger id), then the outer one.
                 first = i if i < j else j
                 second = j if i < j else i
                 held[second] = 0
-                _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, RELEASE, second)
+                _put(sk, sn, shead, slen, RELEASE, second)
+                slen += 1
                 held[first] = 0
-                _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, RELEASE, first)
+                _put(sk, sn, shead, slen, RELEASE, first)
+                slen += 1
             # fall through to the top of the node's loop
         # TOP (also reached from EXCHANGE / NB_READ): draw H, then lock or compute.
         if fixed == 0:
             steps[i] = gbuf[i, gcur[i]]
             gcur[i] += 1
         if nonblocking:
-            _schedule(
-                I, F, ht, hs, hk, hn, sk, sn,
-                _compute_time(i, steps[i], factor, tbuf, tcur, scratch),
-                NB_COMPUTE, i,
-            )  # fmt: skip
+            at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch)
+            if at == now:
+                _put(sk, sn, shead, slen, NB_COMPUTE, i)
+                slen += 1
+            else:
+                _heap_insert(ht, hs, hk, hn, size, at, seq, NB_COMPUTE, i)
+                size += 1
+                seq += 1
         else:
-            _request(i, i, OWN, I, sk, sn, held, qhead, qtail, qnext, resume)
+            granted = _enqueue(i, i, OWN, held, qhead, qtail, qnext, resume)
+            if granted >= 0:
+                _put(sk, sn, shead, slen, resume[granted], granted)
+                slen += 1
+    F[NOW] = now
+    F[IDLE] = idle
+    F[COMM] = comm
+    I[HEAP_SIZE] = size
+    I[SEQ] = seq
+    I[SOON_HEAD] = shead
+    I[SOON_LEN] = slen
+    I[URGENT_HEAD] = uhead
+    I[URGENT_LEN] = ulen
+    I[LOG_LEN] = m
+    I[INTERACTIONS] = interactions
+    I[LOCAL_STEPS] = local_steps
+    I[SAMPLES] = samples
+    I[STOP_TRIGGERED] = stop_triggered
+    I[STOP_REASON] = stop_reason
+    I[EVENTS] = events
+    return reason
 
 
 # -- the Python side ---------------------------------------------------------------------------
