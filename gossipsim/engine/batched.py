@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from gossipsim.engine import kernels
 from gossipsim.engine.executor import (
     AllReduceStep,
     ApplyGradient,
@@ -69,7 +70,12 @@ class MinibatchSampler:
         self.uniform_batch = bool(n) and bool(np.all(self.batch == self.batch[0]))
         self._columns = {int(b): np.arange(b) for b in np.unique(self.batch)}
 
-    def _refill(self, node: int) -> None:
+    def refill(self, node: int) -> None:
+        """Replace ``node``'s buffered indices by its next ``block`` steps of draws.
+
+        Called when fewer than one batch is left; as every step takes exactly one batch and a
+        block holds whole batches, no buffered index is ever dropped.
+        """
         b = int(self.batch[node])
         count = self.block * b
         self.buffer[node, :count] = self.generators[node].integers(
@@ -78,15 +84,18 @@ class MinibatchSampler:
         self.cursor[node] = 0
         self.capacity[node] = count
 
+    def ensure(self, nodes: np.ndarray) -> None:
+        """Refill the buffer of every node in ``nodes`` that holds less than one batch."""
+        short = self.cursor[nodes] + self.batch[nodes] > self.capacity[nodes]
+        if short.any():
+            for node in nodes[short].tolist():
+                self.refill(node)
+
     def rows(self, nodes: np.ndarray) -> np.ndarray:
         """``(k, b)`` rows of ``problem.features`` for one step of each node (same batch b)."""
         b = int(self.batch[nodes[0]])
+        self.ensure(nodes)
         cursor = self.cursor[nodes]
-        short = cursor + b > self.capacity[nodes]
-        if short.any():
-            for node in nodes[short].tolist():
-                self._refill(node)
-            cursor = self.cursor[nodes]
         flat = nodes * self.buffer.shape[1] + cursor
         idx = self.buffer.take(flat[:, None] + self._columns[b])
         self.cursor[nodes] = cursor + b
@@ -122,6 +131,32 @@ class BatchedExecutor(SequentialExecutor):
         self.external_logs: list[Callable[[], None]] = []
         self.waves = 0  # levels applied so far (for diagnostics and benchmarks)
         self.flushes = 0
+        self._setup_kernels()
+
+    def _setup_kernels(self) -> None:
+        """Use the compiled kernels (:mod:`gossipsim.engine.kernels`) where they apply.
+
+        Gradients go through them for the linear objectives when
+        :data:`kernels.LINEAR_ENABLED` is set (``_linear`` then holds the kernels' data
+        arguments, among them the targets in the dtype the head computes with, validated once
+        here); anything else keeps the numpy path. A node with an empty shard keeps the numpy
+        path too, so it fails as the sequential executor does. Full-precision pair averages
+        always use :func:`kernels.pair_average` (the same arithmetic as numpy, bit for bit).
+        """
+        objective = self.problem.objective
+        head = kernels.linear_head(objective)
+        self._linear: tuple | None = None
+        sampler = self.sampler
+        if kernels.LINEAR_ENABLED and head is not None and self.n and int(sampler.batch.min()) > 0:
+            features = self.features
+            if features.dtype == np.float64 and features.flags.c_contiguous:
+                targets = np.ascontiguousarray(objective.head.targets(self.targets))
+                m = int(objective.net.sizes[-1])
+                # The trailing arguments shared by kernels.local_steps and kernels.gradients.
+                self._linear = (
+                    features, targets, sampler.buffer, sampler.cursor, sampler.capacity,
+                    sampler.batch, sampler.offsets, objective.l2, head, m,
+                )  # fmt: skip
 
     def _reset_log(self) -> None:
         # Cleared in place: fast paths hold on to these lists (see :meth:`log_lists`).
@@ -298,6 +333,8 @@ class BatchedExecutor(SequentialExecutor):
 
     def _gradients(self, nodes: np.ndarray, W: np.ndarray) -> np.ndarray:
         """One minibatch gradient per node at ``W[r]`` (each node draws its own batch)."""
+        if self._linear is not None:
+            return self._kernel_gradients(nodes, W)
         objective = self.problem.objective
         if self.sampler.uniform_batch:
             rows = self.sampler.rows(nodes)
@@ -314,7 +351,39 @@ class BatchedExecutor(SequentialExecutor):
             )
         return G
 
+    def _kernel_gradients(self, nodes: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """:meth:`_gradients` for the linear objectives, by :func:`kernels.gradients`."""
+        assert self._linear is not None
+        sampler = self.sampler
+        nodes = np.ascontiguousarray(nodes, dtype=np.int64)
+        W = np.ascontiguousarray(W, dtype=np.float64)
+        G = np.empty_like(W)
+        sampler.ensure(nodes)  # one compiled call, unless a buffer runs short after all
+        done, total = 0, len(nodes)
+        while done < total:
+            done = kernels.gradients(W, G, nodes, done, *self._linear)
+            if done < total:
+                sampler.refill(int(nodes[done]))
+        return G
+
     def _wave_local(self, nodes: np.ndarray, steps: np.ndarray) -> None:
+        if self._linear is not None:
+            # Every step of every node in one compiled call (stopping only to refill a
+            # node's minibatch indices); a node's steps run in order, at its current model.
+            sampler = self.sampler
+            nodes = np.ascontiguousarray(nodes, dtype=np.int64)
+            left = np.array(steps, dtype=np.int64)  # counted down by the kernel
+            # Nodes that need new indices for their first step get them now; the kernel
+            # stops only for a node that runs short during its later steps.
+            sampler.ensure(nodes)
+            done, total = 0, len(nodes)
+            while done < total:
+                done = kernels.local_steps(
+                    self.models, nodes, left, done, float(self.lr), *self._linear
+                )
+                if done < total:
+                    sampler.refill(int(nodes[done]))
+            return
         most = int(steps.max())
         for step in range(most):
             active = nodes if step == 0 or steps.min() > step else nodes[steps > step]
@@ -335,6 +404,13 @@ class BatchedExecutor(SequentialExecutor):
         return values
 
     def _wave_pair(self, I: np.ndarray, J: np.ndarray) -> None:
+        if self.quantizer.name == "none":
+            # Both directions count as transmissions; both ends get (x_i + x_j) / 2.
+            k, d = len(I), self.models.shape[1]
+            self.counters.bits += 2 * k * self.quantizer.message_bits(d)
+            self.counters.messages += 2 * k
+            kernels.pair_average(self.models, I, J)
+            return
         xi = self.models[I]
         xj = self.models[J]
         received_by_j = self._transmit(xi, xj, I)

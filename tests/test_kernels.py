@@ -1,0 +1,211 @@
+"""The compiled kernels of the batched executor (gossipsim.engine.kernels).
+
+Kernel gradients against ``Objective.grad_many`` on the same rows (every linear objective,
+with and without L2, uneven batch sizes), the stop-to-refill protocol, several local steps
+of one node in order, pair averaging, and whole runs with the kernels switched on against
+the sequential executor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gossipsim.engine import kernels
+from gossipsim.engine.batched import BatchedExecutor
+from gossipsim.objectives import make_objective
+from gossipsim.runner import prepare, simulate
+from tests.test_batched_equivalence import ACCEPTS, COLUMNS, config_for
+
+LINEAR = {
+    "least_squares": (None, kernels.SQUARED),
+    "logistic": (2, kernels.LOGISTIC),
+    "softmax": (4, kernels.SOFTMAX),
+}
+
+
+def _data(kind: str, n_classes: int | None, rows: int, f: int, rng: np.random.Generator):
+    X = rng.normal(size=(rows, f))
+    if kind == "least_squares":
+        y = rng.normal(size=rows)
+    elif kind == "logistic":
+        y = (rng.random(rows) < 0.5).astype(np.int64)
+    else:
+        y = rng.integers(0, n_classes, size=rows)
+    return X, y
+
+
+def _shards(sizes: list[int], batch: int, steps: int, rng: np.random.Generator):
+    """Offsets, per-node batch sizes and an index buffer holding ``steps`` batches each."""
+    sizes_arr = np.array(sizes, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes_arr)[:-1])).astype(np.int64)
+    widths = np.minimum(batch, sizes_arr)
+    buffer = np.zeros((len(sizes), steps * int(widths.max())), dtype=np.int64)
+    for node, (size, width) in enumerate(zip(sizes, widths.tolist(), strict=True)):
+        buffer[node, : steps * width] = rng.integers(0, size, size=steps * width)
+    capacity = steps * widths
+    return offsets, widths, buffer, capacity
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+@pytest.mark.parametrize("name", list(LINEAR))
+def test_kernel_gradient_equals_grad_many(name, l2):
+    n_classes, head = LINEAR[name]
+    rng = np.random.default_rng(7)
+    f, batch = 13, 9
+    sizes = [30, 4, 9, 1, 17]  # shards smaller than the batch: batch sizes 9, 4, 9, 1, 9
+    X, y = _data(name, n_classes, sum(sizes), f, rng)
+    objective = make_objective(name, n_features=f, n_classes=n_classes, l2=l2)
+    assert kernels.linear_head(objective) == head
+    offsets, widths, buffer, capacity = _shards(sizes, batch, 1, rng)
+    nodes = np.array([3, 0, 4, 1, 2], dtype=np.int64)
+    W = rng.normal(size=(len(nodes), objective.dim))
+    G = np.full_like(W, np.nan)
+    cursor = np.zeros(len(sizes), dtype=np.int64)
+    targets = np.ascontiguousarray(objective.head.targets(y))
+    m = objective.net.sizes[-1]
+    done = kernels.gradients(
+        W, G, nodes, 0, X, targets, buffer, cursor, capacity, widths, offsets, l2, head, m
+    )
+    assert done == len(nodes)
+    np.testing.assert_array_equal(cursor, widths)
+    for r, node in enumerate(nodes.tolist()):
+        rows = offsets[node] + buffer[node, : widths[node]]
+        want = objective.grad(W[r], X[rows], y[rows])
+        np.testing.assert_allclose(G[r], want, rtol=1e-13, atol=1e-15 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", list(LINEAR))
+def test_local_steps_run_in_order_and_stop_to_refill(name):
+    """Several steps of a node chain (each at the model the last left); a short buffer
+    stops the kernel at that node, with the steps done so far applied and counted."""
+    n_classes, head = LINEAR[name]
+    rng = np.random.default_rng(11)
+    f, batch, lr, l2 = 6, 5, 0.1, 0.01
+    sizes = [12, 3, 20]
+    X, y = _data(name, n_classes, sum(sizes), f, rng)
+    objective = make_objective(name, n_features=f, n_classes=n_classes, l2=l2)
+    targets = np.ascontiguousarray(objective.head.targets(y))
+    m = objective.net.sizes[-1]
+    offsets, widths, buffer, capacity = _shards(sizes, batch, 4, rng)
+    capacity[2] = 2 * widths[2]  # node 2 has indices for two steps only
+    models = rng.normal(size=(3, objective.dim))
+    expected = models.copy()
+    nodes = np.array([1, 2, 0], dtype=np.int64)
+    steps = np.array([3, 4, 2], dtype=np.int64)
+    cursor = np.zeros(3, dtype=np.int64)
+    args = (X, targets, buffer, cursor, capacity, widths, offsets, l2, head, m)
+    stopped = kernels.local_steps(models, nodes, steps, 0, lr, *args)
+    assert stopped == 1  # node 2, after two of its four steps
+    np.testing.assert_array_equal(steps, [0, 2, 2])
+    np.testing.assert_array_equal(cursor, [0, 3 * widths[1], 2 * widths[2]])
+    for node, count in ((1, 3), (2, 2)):
+        for step in range(count):
+            rows = offsets[node] + buffer[node, step * widths[node] : (step + 1) * widths[node]]
+            expected[node] -= lr * objective.grad(expected[node], X[rows], y[rows])
+    np.testing.assert_allclose(models, expected, rtol=1e-13, atol=1e-15)
+    # Refill node 2 as the sampler does, and carry on from where the kernel stopped.
+    cursor[2] = 0
+    capacity[2] = 4 * widths[2]
+    assert kernels.local_steps(models, nodes, steps, stopped, lr, *args) == 3
+    np.testing.assert_array_equal(steps, [0, 0, 0])
+    for node, count in ((2, 2), (0, 2)):
+        for step in range(count):
+            rows = offsets[node] + buffer[node, step * widths[node] : (step + 1) * widths[node]]
+            expected[node] -= lr * objective.grad(expected[node], X[rows], y[rows])
+    np.testing.assert_allclose(models, expected, rtol=1e-13, atol=1e-15)
+
+
+def test_linear_head_covers_only_linear_objectives():
+    assert kernels.linear_head(make_objective("mlp", n_features=4, n_classes=3, hidden=[5])) is None
+    for name, (n_classes, head) in LINEAR.items():
+        assert kernels.linear_head(make_objective(name, n_features=4, n_classes=n_classes)) == head
+
+
+def test_pair_average():
+    rng = np.random.default_rng(3)
+    models = rng.normal(size=(6, 4))
+    I, J = np.array([0, 4, 2]), np.array([5, 1, 3])
+    mean = (models[I] + models[J]) * 0.5
+    untouched = models.copy()
+    kernels.pair_average(models, I, J)
+    np.testing.assert_array_equal(models[I], mean)
+    np.testing.assert_array_equal(models[J], mean)
+    kernels.pair_average(untouched, I[:0], J[:0])
+    np.testing.assert_array_equal(untouched, untouched)
+
+
+# -- whole runs with the kernels on -----------------------------------------------------------
+
+
+@pytest.fixture
+def kernels_on(monkeypatch):
+    monkeypatch.setattr(kernels, "LINEAR_ENABLED", True)
+
+
+def _assert_close_runs(sequential, batched) -> None:
+    """Rows and models to 1e-12 relative; the consensus column also gets an absolute floor
+    (right after a global average it is rounding noise, ~1e-33, not bit-reproducible)."""
+    (out_s, sim_s), (out_b, sim_b) = sequential, batched
+    assert isinstance(sim_b.executor, BatchedExecutor)
+    assert sim_b.executor._linear is not None  # the kernels did run
+    assert out_s.stop_reason == out_b.stop_reason
+    assert len(out_s.rows) == len(out_b.rows)
+    rows_s = np.array([[row[c] for c in COLUMNS] for row in out_s.rows], dtype=float)
+    rows_b = np.array([[row[c] for c in COLUMNS] for row in out_b.rows], dtype=float)
+    noise = COLUMNS.index("consensus")
+    rest = [c for c in range(len(COLUMNS)) if c != noise]
+    np.testing.assert_allclose(rows_b[:, rest], rows_s[:, rest], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(rows_b[:, noise], rows_s[:, noise], rtol=1e-12, atol=1e-24)
+    np.testing.assert_allclose(sim_b.models, sim_s.models, rtol=1e-12, atol=1e-300)
+    assert sim_b.executor.counters == sim_s.executor.counters
+
+
+CASES = [
+    pytest.param(algorithm, quantizer, objective, id=f"{algorithm}-{quantizer}-{objective}")
+    for algorithm in ACCEPTS
+    for quantizer in ACCEPTS[algorithm]
+    for objective in LINEAR
+]
+
+
+@pytest.mark.parametrize(("algorithm", "quantizer", "objective"), CASES)
+def test_runs_with_kernels_equal_sequential(kernels_on, algorithm, quantizer, objective):
+    runs = [
+        simulate(prepare(config_for(algorithm, quantizer, objective, executor)))
+        for executor in ("sequential", "batched")
+    ]
+    _assert_close_runs(*runs)
+
+
+def test_uneven_shards_with_kernels(kernels_on):
+    overrides = {
+        "objective.partition": {"kind": "dirichlet", "alpha": 0.3},
+        "objective.batch_size": 40,
+    }
+    runs = [
+        simulate(prepare(config_for("swarmsgd", "stochastic", "softmax", executor, **overrides)))
+        for executor in ("sequential", "batched")
+    ]
+    sizes = [y.shape[0] for y in runs[1][1].problem.shard_y]
+    assert min(sizes) < 40 <= max(sizes)
+    _assert_close_runs(*runs)
+
+
+def test_swarm_1k_like_run_with_kernels(kernels_on):
+    """The benchmark's shape, scaled down: SwarmSGD, logistic, d = 50, batch 32, H = 1."""
+    overrides = {
+        "objective.dataset": {"kind": "synthetic", "n_samples": 12000, "n_features": 50},
+        "objective.batch_size": 32,
+        "topology": {"kind": "random_regular", "n": 60, "degree": 4},
+        "init": {"kind": "normal", "scale": 0.1, "identical": True},
+        "stop": {"interactions": 3000},
+        "record": {"every": 5.0},
+    }
+    overrides["algorithm.local_steps"] = {"kind": "fixed", "value": 1}
+    runs = [
+        simulate(prepare(config_for("swarmsgd", "none", "logistic", executor, **overrides)))
+        for executor in ("sequential", "batched")
+    ]
+    assert runs[1][1].executor.flushes >= 1
+    _assert_close_runs(*runs)
