@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -219,13 +220,18 @@ def run_simulation(name: str, spec: dict[str, Any], quick: bool) -> dict[str, An
     return result
 
 
+def _median_wall(config, repeats: int = 3) -> float:
+    """Median wall time of ``repeats`` runs (these runs are short: one is too noisy)."""
+    return float(np.median([_simulate(config)[0]["wall_s"] for _ in range(repeats)]))
+
+
 def _scaling(data: dict[str, Any], scaling: dict[str, Any], quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     shrink = 10 if quick else 1
     low, high = (count // shrink for count in scaling["interactions"])
     times = {}
     for count in (low, high):
-        times[count] = _simulate(_config(data, interactions=count))[0]["wall_s"]
+        times[count] = _median_wall(_config(data, interactions=count))
     out["interactions"] = {
         "counts": [low, high],
         "wall_s": [times[low], times[high]],
@@ -241,7 +247,7 @@ def _scaling(data: dict[str, Any], scaling: dict[str, Any], quick: bool) -> dict
         variant["topology"]["n"] = nodes
         variant["objective"]["dataset"]["n_samples"] = int(per_node * nodes)
         variant["stop"] = {"interactions": fixed}
-        times[nodes] = _simulate(_config(variant))[0]["wall_s"]
+        times[nodes] = _median_wall(_config(variant))
     out["nodes"] = {
         "counts": [small, large],
         "interactions": fixed,

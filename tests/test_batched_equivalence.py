@@ -2,8 +2,10 @@
 
 Every gossip algorithm runs with ``engine.executor: sequential`` (SimPy processes, one
 operation at a time) and ``batched`` (lean event loop, operations applied in vectorized
-waves), for every quantizer the algorithm accepts and every objective; recorded rows and
-final models must agree to 1e-12 relative (they are in fact bit-identical today).
+waves; compiled kernels for SwarmSGD's event loop and for the linear objectives' local
+steps), for every quantizer the algorithm accepts and every objective; recorded rows and
+final models must agree to 1e-12 relative. (The compiled gradient of the linear models adds
+in another order than BLAS, so they are not bit-identical; the MLP still is.)
 """
 
 from __future__ import annotations
@@ -87,8 +89,16 @@ def assert_same_run(sequential, batched) -> None:
     assert len(out_s.rows) == len(out_b.rows)
     rows_s = np.array([[row[c] for c in COLUMNS] for row in out_s.rows], dtype=float)
     rows_b = np.array([[row[c] for c in COLUMNS] for row in out_b.rows], dtype=float)
-    np.testing.assert_allclose(rows_b, rows_s, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(sim_b.models, sim_s.models, rtol=1e-12, atol=1e-300)
+    # Right after a global average the consensus distance is 0 up to rounding (~1e-33),
+    # and rounding is all that may differ there; every other column is compared exactly.
+    for c, column in enumerate(COLUMNS):
+        floor = 1e-20 if column == "consensus" else 0.0
+        np.testing.assert_allclose(
+            rows_b[:, c], rows_s[:, c], rtol=1e-12, atol=floor, err_msg=column
+        )
+    # Relative to the models' scale (a coordinate near 0 has no relative precision).
+    scale = float(np.abs(sim_s.models).max())
+    np.testing.assert_allclose(sim_b.models, sim_s.models, rtol=1e-12, atol=1e-12 * scale)
     assert sim_b.executor.counters == sim_s.executor.counters
 
 

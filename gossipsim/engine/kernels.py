@@ -31,11 +31,9 @@ from gossipsim.objectives.base import Objective
 from gossipsim.objectives.heads import LogisticHead, SoftmaxHead, SquaredHead
 
 # Whether the batched executor uses the gradient kernels for linear objectives. They agree
-# with the numpy path to rounding, not bit for bit; tests/test_batched_equivalence.py compares
-# the consensus column at atol=0, and right after a global average (local SGD, all-reduce)
-# that column is rounding noise (~1e-33) which then differs. Off until that comparison gets
-# an absolute floor; tests/test_kernels.py runs everything with it on.
-LINEAR_ENABLED = False
+# with the numpy path to rounding, not bit for bit (tests/test_batched_equivalence.py holds
+# them to 1e-12 relative); switching them off gives the numpy path back.
+LINEAR_ENABLED = True
 
 # Head codes understood by the kernels.
 SQUARED, LOGISTIC, SOFTMAX = 0, 1, 2
