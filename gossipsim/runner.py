@@ -7,6 +7,7 @@ and, when the config came from YAML, its file and line.
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from collections.abc import Callable
@@ -225,8 +226,14 @@ def execute(
     """Prepare and simulate; return the outcome and the meta summary."""
     started = time.perf_counter()
     prepared = prepare(config)
-    outcome, _ = simulate(prepared, progress)
-    return outcome, run_summary(prepared, outcome, time.perf_counter() - started)
+    outcome, sim = simulate(prepared, progress)
+    summary = run_summary(prepared, outcome, time.perf_counter() - started)
+    # A simulation is a reference cycle (environment → queued process → simulation), which
+    # only the cyclic collector frees: collect it now, or a sweep running many runs in one
+    # process keeps every run's data set alive until the collector happens to run.
+    del sim, prepared
+    gc.collect()
+    return outcome, summary
 
 
 @dataclass
