@@ -109,6 +109,8 @@ def test_batched_equals_sequential(algorithm, quantizer, objective):
         for executor in ("sequential", "batched")
     ]
     assert_same_run(*runs)
+    # The linear objectives go through the compiled gradient kernels.
+    assert (runs[1][1].executor._linear is not None) == (objective != "mlp")
 
 
 @pytest.mark.parametrize("algorithm", ["swarmsgd", "swarmsgd-nonblocking", "sgp", "adpsgd"])

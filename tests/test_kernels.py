@@ -2,8 +2,9 @@
 
 Kernel gradients against ``Objective.grad_many`` on the same rows (every linear objective,
 with and without L2, uneven batch sizes), the stop-to-refill protocol, several local steps
-of one node in order, pair averaging, and whole runs with the kernels switched on against
-the sequential executor.
+of one node in order, pair averaging, and a run of the benchmark's shape against the
+sequential executor (tests/test_batched_equivalence.py runs every algorithm, quantizer and
+objective with them).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import numpy as np
 import pytest
 
 from gossipsim.engine import kernels
-from gossipsim.engine.batched import BatchedExecutor
 from gossipsim.objectives import make_objective
 from gossipsim.runner import prepare, simulate
-from tests.test_batched_equivalence import ACCEPTS, COLUMNS, config_for
+from tests.test_batched_equivalence import assert_same_run, config_for
 
 LINEAR = {
     "least_squares": (None, kernels.SQUARED),
@@ -138,61 +138,7 @@ def test_pair_average():
 # -- whole runs with the kernels on -----------------------------------------------------------
 
 
-@pytest.fixture
-def kernels_on(monkeypatch):
-    monkeypatch.setattr(kernels, "LINEAR_ENABLED", True)
-
-
-def _assert_close_runs(sequential, batched) -> None:
-    """Rows and models to 1e-12 relative; the consensus column also gets an absolute floor
-    (right after a global average it is rounding noise, ~1e-33, not bit-reproducible)."""
-    (out_s, sim_s), (out_b, sim_b) = sequential, batched
-    assert isinstance(sim_b.executor, BatchedExecutor)
-    assert sim_b.executor._linear is not None  # the kernels did run
-    assert out_s.stop_reason == out_b.stop_reason
-    assert len(out_s.rows) == len(out_b.rows)
-    rows_s = np.array([[row[c] for c in COLUMNS] for row in out_s.rows], dtype=float)
-    rows_b = np.array([[row[c] for c in COLUMNS] for row in out_b.rows], dtype=float)
-    noise = COLUMNS.index("consensus")
-    rest = [c for c in range(len(COLUMNS)) if c != noise]
-    np.testing.assert_allclose(rows_b[:, rest], rows_s[:, rest], rtol=1e-12, atol=0)
-    np.testing.assert_allclose(rows_b[:, noise], rows_s[:, noise], rtol=1e-12, atol=1e-24)
-    np.testing.assert_allclose(sim_b.models, sim_s.models, rtol=1e-12, atol=1e-300)
-    assert sim_b.executor.counters == sim_s.executor.counters
-
-
-CASES = [
-    pytest.param(algorithm, quantizer, objective, id=f"{algorithm}-{quantizer}-{objective}")
-    for algorithm in ACCEPTS
-    for quantizer in ACCEPTS[algorithm]
-    for objective in LINEAR
-]
-
-
-@pytest.mark.parametrize(("algorithm", "quantizer", "objective"), CASES)
-def test_runs_with_kernels_equal_sequential(kernels_on, algorithm, quantizer, objective):
-    runs = [
-        simulate(prepare(config_for(algorithm, quantizer, objective, executor)))
-        for executor in ("sequential", "batched")
-    ]
-    _assert_close_runs(*runs)
-
-
-def test_uneven_shards_with_kernels(kernels_on):
-    overrides = {
-        "objective.partition": {"kind": "dirichlet", "alpha": 0.3},
-        "objective.batch_size": 40,
-    }
-    runs = [
-        simulate(prepare(config_for("swarmsgd", "stochastic", "softmax", executor, **overrides)))
-        for executor in ("sequential", "batched")
-    ]
-    sizes = [y.shape[0] for y in runs[1][1].problem.shard_y]
-    assert min(sizes) < 40 <= max(sizes)
-    _assert_close_runs(*runs)
-
-
-def test_swarm_1k_like_run_with_kernels(kernels_on):
+def test_swarm_1k_like_run_with_kernels():
     """The benchmark's shape, scaled down: SwarmSGD, logistic, d = 50, batch 32, H = 1."""
     overrides = {
         "objective.dataset": {"kind": "synthetic", "n_samples": 12000, "n_features": 50},
@@ -208,4 +154,5 @@ def test_swarm_1k_like_run_with_kernels(kernels_on):
         for executor in ("sequential", "batched")
     ]
     assert runs[1][1].executor.flushes >= 1
-    _assert_close_runs(*runs)
+    assert runs[1][1].executor._linear is not None  # the kernels did run
+    assert_same_run(*runs)
