@@ -115,6 +115,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         results_on=args.results_on,
         progress=False if args.quiet else None,
+        rerun_stale=args.rerun_stale,
     )
     for line in summary_lines(outcome):
         print(line)
@@ -214,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["worker", "client"],
         default="worker",
         help="who writes run directories: the workers (shared file system) or this process",
+    )
+    sweep.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="also rerun finished runs computed by other gossipsim code (source changed since)",
     )
     sweep.add_argument("--dry-run", action="store_true", help="print the table of runs and stop")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,11 +2,14 @@
 
 A run directory is written under a temporary name and renamed into place, so it is
 either complete or absent. The run id is a hash of the resolved config and the package
-version, so the same run always lands in the same place.
+version, so the same run always lands in the same place. ``meta.json`` also records a
+fingerprint of the package's source (``code``), so a sweep can tell runs computed by other
+code from runs it would compute itself.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,15 +39,36 @@ def run_id(resolved: dict[str, Any]) -> str:
     return digest[:12]
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the gossipsim package's Python sources (paths and contents).
+
+    Unlike the version, it changes with every edit of the code, committed or not.
+    """
+    root = Path(gossipsim.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def environment() -> dict[str, Any]:
-    """Versions and revision that decide what a run computes."""
+    """Versions, revision and source fingerprint that decide what a run computes."""
     versions = {"python": platform.python_version(), "gossipsim": gossipsim.__version__}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"versions": versions, "git_revision": git_revision(), "platform": sys.platform}
+    return {
+        "versions": versions,
+        "git_revision": git_revision(),
+        "code": code_fingerprint(),
+        "platform": sys.platform,
+    }
 
 
 def git_revision() -> str | None:

@@ -45,6 +45,7 @@ from pydantic import BaseModel
 from gossipsim import config as cfg
 from gossipsim.config import ConfigError, ConfigSource, RunConfig, load_yaml, validate_data
 from gossipsim.results import (
+    code_fingerprint,
     environment,
     metrics_table,
     read_meta,
@@ -493,6 +494,8 @@ class RunResult:
     error: str | None
     path: Path | None
     skipped: bool = False
+    # Skipped, but computed by other code (meta.json ``code`` differs from this package's).
+    stale: bool = False
     payload: tuple[dict[str, Any], dict[str, Any], pa.Table] | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -612,8 +615,13 @@ def run_sweep(
     results_on: ResultsOn = "worker",
     progress: bool | None = None,
     dask_processes: bool = True,
+    rerun_stale: bool = False,
 ) -> SweepOutcome:
     """Run the runs of ``sweep`` not already complete under ``out``; never stop on a failure.
+
+    A finished run found under ``out`` is skipped, unless it was computed by other gossipsim
+    source code (its ``meta.json`` ``code`` fingerprint differs) and ``rerun_stale`` is set;
+    stale runs that are kept are counted in the summary.
 
     ``executor`` is ``serial``, ``process`` (local pool, ``workers`` defaults to the number of
     cores) or ``dask`` (``scheduler`` address, or a ``LocalCluster`` of ``workers``).
@@ -632,9 +640,12 @@ def run_sweep(
     out = Path(out).resolve()
     results: dict[int, RunResult] = {}
     pending: list[SweepRun] = []
+    code = code_fingerprint()
     for run in sweep.runs:
         meta = existing_meta(out, sweep.name, run.run_id)
-        if meta is not None and meta.get("status") in DONE_STATUSES:
+        done = meta is not None and meta.get("status") in DONE_STATUSES
+        stale = done and meta.get("code") != code
+        if done and not (stale and rerun_stale):
             results[run.index] = RunResult(
                 run.index,
                 run.run_id,
@@ -642,6 +653,7 @@ def run_sweep(
                 meta.get("error"),
                 out / sweep.name / run.run_id,
                 skipped=True,
+                stale=stale,
                 params=run.params,
             )
         else:
@@ -763,6 +775,12 @@ def summary_lines(outcome: SweepOutcome) -> list[str]:
         f"{sweep.name}: {len(outcome.results)} runs ({parts}; {skipped} already done, skipped) "
         f"in {outcome.wall_time:.1f} s → {outcome.out / sweep.name}"
     ]
+    stale = sum(r.stale for r in outcome.results)
+    if stale:
+        lines.append(
+            f"  note: {stale} of the skipped runs were computed by other gossipsim code "
+            "(meta.json 'code' differs from this installation's); --rerun-stale recomputes them"
+        )
     for result in outcome.failed:
         combo = _describe(result.params) or "base config"
         run = sweep.runs[result.index]

@@ -14,7 +14,7 @@ import yaml
 import gossipsim.runner
 from gossipsim.cli import main
 from gossipsim.config import ConfigError, load_config
-from gossipsim.results import read_run, run_directories
+from gossipsim.results import code_fingerprint, read_run, run_directories
 from gossipsim.rng import Streams
 from gossipsim.sweep import expand, load_sweep, run_sweep
 
@@ -212,6 +212,32 @@ def test_failures_are_recorded_and_retried_and_complete_runs_skipped(tmp_path, m
     assert sorted(r.run_id for r in outcome.results if not r.skipped) == sorted(failed)
     again = run_sweep(sweep, out, executor="serial", progress=False)
     assert all(r.skipped for r in again.results)
+
+
+def test_runs_computed_by_other_code_are_reported_and_rerun_on_request(tmp_path, capsys):
+    path = write(tmp_path, "sweep:\n  seeds: 3\n")
+    out = tmp_path / "out"
+    args = ["sweep", str(path), "--out", str(out), "--executor", "serial", "--quiet"]
+    assert main(args) == 0
+    runs = run_directories(out / "sw")
+    assert len(runs) == 3
+    code = read_run(runs[0])[1]["code"]
+    assert code == code_fingerprint() and len(code) == 16
+    # Pretend one run was computed by an older checkout.
+    meta_path = runs[1] / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["code"] = "0123456789abcdef"
+    meta_path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "3 already done, skipped" in printed
+    assert "1 of the skipped runs were computed by other gossipsim code" in printed
+    assert json.loads(meta_path.read_text())["code"] == "0123456789abcdef"  # left alone
+    assert main([*args, "--rerun-stale"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 already done, skipped" in printed and "other gossipsim code" not in printed
+    assert json.loads(meta_path.read_text())["code"] == code_fingerprint()
 
 
 def test_failure_before_any_row_leaves_an_empty_valid_table(tmp_path, monkeypatch):
