@@ -45,3 +45,4 @@ notebooks: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
+	find gossipsim -name '*.nbi' -delete -o -name '*.nbc' -delete  # numba's compiled kernels

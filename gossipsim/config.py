@@ -556,7 +556,11 @@ class FaultsConfig(Section):
 
 
 class EngineConfig(Section):
-    """How the numeric work is executed (results agree to float tolerance either way)."""
+    """How the simulation is executed: the same events either way, numbers within 1e-12.
+
+    ``sequential``: SimPy processes, one operation at a time (the reference). ``batched``:
+    the same events from a lean or compiled loop, operations applied in vectorized waves.
+    """
 
     executor: Literal["sequential", "batched"] = "sequential"
     # Runs whose estimated memory (models, data, graph) exceeds this are refused up front.

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gossipsim.engine import kernels
 from gossipsim.engine.executor import (
     AllReduceStep,
     ApplyGradient,
@@ -143,6 +142,9 @@ class BatchedExecutor(SequentialExecutor):
         path too, so it fails as the sequential executor does. Full-precision pair averages
         always use :func:`kernels.pair_average` (the same arithmetic as numpy, bit for bit).
         """
+        from gossipsim.engine import kernels  # numba: imported by batched runs only
+
+        self._kernels = kernels
         objective = self.problem.objective
         head = kernels.linear_head(objective)
         self._linear: tuple | None = None
@@ -361,7 +363,7 @@ class BatchedExecutor(SequentialExecutor):
         sampler.ensure(nodes)  # one compiled call, unless a buffer runs short after all
         done, total = 0, len(nodes)
         while done < total:
-            done = kernels.gradients(W, G, nodes, done, *self._linear)
+            done = self._kernels.gradients(W, G, nodes, done, *self._linear)
             if done < total:
                 sampler.refill(int(nodes[done]))
         return G
@@ -378,7 +380,7 @@ class BatchedExecutor(SequentialExecutor):
             sampler.ensure(nodes)
             done, total = 0, len(nodes)
             while done < total:
-                done = kernels.local_steps(
+                done = self._kernels.local_steps(
                     self.models, nodes, left, done, float(self.lr), *self._linear
                 )
                 if done < total:
@@ -409,7 +411,7 @@ class BatchedExecutor(SequentialExecutor):
             k, d = len(I), self.models.shape[1]
             self.counters.bits += 2 * k * self.quantizer.message_bits(d)
             self.counters.messages += 2 * k
-            kernels.pair_average(self.models, I, J)
+            self._kernels.pair_average(self.models, I, J)
             return
         xi = self.models[I]
         xj = self.models[J]

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from gossipsim.jit import jit
 from gossipsim.objectives.base import Objective
 from gossipsim.objectives.heads import LogisticHead, SoftmaxHead, SquaredHead
 
@@ -56,8 +57,7 @@ def linear_head(objective: Objective) -> int | None:
     return code
 
 
-@intrinsic
-def _prefetch(typingctx, array, position):
+def _prefetch_hint(typingctx, array, position):
     """Hint the CPU to load the cache line holding ``array.ravel()[position]`` (C order).
 
     A prefetch never faults, so ``position`` need not be checked. Used to start the
@@ -85,7 +85,16 @@ def _prefetch(typingctx, array, position):
     return types.void(array, position), codegen
 
 
-@njit(cache=True, nogil=True)
+if config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 (debugging): plain Python, a prefetch does nothing
+
+    def _prefetch(array: np.ndarray, position: int) -> None:
+        return None
+
+else:
+    _prefetch = intrinsic(_prefetch_hint)
+
+
+@jit(nogil=True)
 def _prefetch_row(features: np.ndarray, targets: np.ndarray, row: int) -> None:
     """Prefetch one feature row (every 64-byte line of it) and its target."""
     f = features.shape[1]
@@ -96,7 +105,7 @@ def _prefetch_row(features: np.ndarray, targets: np.ndarray, row: int) -> None:
     _prefetch(targets, row)
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+@jit(nogil=True, fastmath={"reassoc", "contract"})
 def _dot(features: np.ndarray, row: int, w: np.ndarray) -> float:
     """``features[row] · w[:f]``, summed in whatever order vectorizes (the BLAS liberty)."""
     total = 0.0
@@ -105,7 +114,7 @@ def _dot(features: np.ndarray, row: int, w: np.ndarray) -> float:
     return total
 
 
-@njit(cache=True, nogil=True)
+@jit(nogil=True)
 def _minibatch_gradient(
     w: np.ndarray,
     g: np.ndarray,
@@ -206,7 +215,7 @@ def _minibatch_gradient(
             g[k] += l2 * w[k]
 
 
-@njit(cache=True, nogil=True)
+@jit(nogil=True)
 def local_steps(
     models: np.ndarray,
     nodes: np.ndarray,
@@ -274,7 +283,7 @@ def local_steps(
     return total
 
 
-@njit(cache=True, nogil=True)
+@jit(nogil=True)
 def gradients(
     W: np.ndarray,
     G: np.ndarray,
@@ -322,7 +331,7 @@ def gradients(
     return total
 
 
-@njit(cache=True, nogil=True)
+@jit(nogil=True)
 def pair_average(models: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
     """Set both ``models[first[r]]`` and ``models[second[r]]`` to ``(x_i + x_j) · 0.5``.
 

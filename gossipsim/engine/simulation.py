@@ -132,6 +132,12 @@ class Simulation:
             self._stop_reason = reason
             self._stop_event.succeed()
 
+    def stop_requested(self, reason: str) -> None:
+        """A compiled loop requested the stop and queued the stop event itself."""
+        if not self._stop_event.triggered:
+            self._stop_reason = reason
+            self._stop_event.triggered = True
+
     @property
     def lean(self) -> bool:
         """Whether the run uses the lean event loop (algorithms may then take a fast path)."""

@@ -32,13 +32,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from gossipsim.config import FixedLocalSteps, GeometricLocalSteps, SwarmSGDConfig
 from gossipsim.engine.batched import BUFFER, LOCAL, PAIR, BatchedExecutor
 from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
 from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.simulation import Simulation
+from gossipsim.jit import jit
 
 # Event kinds: SwarmSGD's continuations, a Python event, and the stop event.
 TOP, OWN, COMPUTE, FIRST, SECOND, EXCHANGE, RELEASE, EXTERNAL, STOP, NB_COMPUTE, NB_READ = range(11)
@@ -68,14 +68,17 @@ R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY = range(7)
     FIXED_STEPS,
     ARG,
     PAIR_CODE,
+    LOCAL_CODE,
     EVENTS,
     N_INTS,
-) = range(24)
+) = range(25)
 # Slots of the float state vector.
 NOW, IDLE, COMM, MESSAGE_TIME, EXCHANGE_TIME, EPOCHS_LIMIT, N_FLOATS = range(7)
 # Random streams served in blocks.
 TIMING, PAIRING, STEPS = range(3)
-STOP_REASONS = {1: "interactions", 2: "epochs"}
+# Stop rules the kernel itself applies (the others are Python's: time, target loss, ...).
+BY_INTERACTIONS, BY_EPOCHS = 1, 2
+STOP_REASONS = {BY_INTERACTIONS: "interactions", BY_EPOCHS: "epochs"}
 BUDGET = 1 << 20  # events per kernel call (the kernel does not see signals)
 SOON_ROOM = 8  # an event pushes at most 4 same-instant events
 HEAP_ROOM = 2  # and at most 1 timed one
@@ -87,7 +90,7 @@ SPARE = 64  # queue entries beyond the nodes' own when a run starts (queues grow
 # them to the state vectors when it returns; these primitives take them as arguments.
 
 
-@njit(cache=True)
+@jit()
 def _heap_insert(ht, hs, hk, hn, size, t, seq, kind, node):  # noqa: ANN001, ANN202
     """Insert at the end of a heap of ``size`` entries and sift up (by time, then seq)."""
     k = size
@@ -107,7 +110,7 @@ def _heap_insert(ht, hs, hk, hn, size, t, seq, kind, node):  # noqa: ANN001, ANN
     hn[k] = node
 
 
-@njit(cache=True)
+@jit()
 def _heap_remove_top(ht, hs, hk, hn, size):  # noqa: ANN001, ANN202
     """Remove the root of a heap of ``size`` entries (``size - 1`` remain)."""
     size -= 1
@@ -139,7 +142,7 @@ def _heap_remove_top(ht, hs, hk, hn, size):  # noqa: ANN001, ANN202
     hn[k] = node
 
 
-@njit(cache=True)
+@jit()
 def _put(rk, rn, head, length, kind, node):  # noqa: ANN001, ANN202
     """Append to a ring buffer holding ``length`` entries from ``head`` (caller counts it)."""
     at = head + length
@@ -149,14 +152,14 @@ def _put(rk, rn, head, length, kind, node):  # noqa: ANN001, ANN202
     rn[at] = node
 
 
-@njit(cache=True)
+@jit()
 def _ring_push(I, head_slot, len_slot, rk, rn, kind, node):  # noqa: ANN001, ANN202
     """Append to a ring buffer whose head and length are kept in the state vector."""
     _put(rk, rn, I[head_slot], I[len_slot], kind, node)
     I[len_slot] += 1
 
 
-@njit(cache=True)
+@jit()
 def _schedule(I, F, ht, hs, hk, hn, sk, sn, delay, kind, node):  # noqa: ANN001, ANN202
     """``LeanEnvironment.schedule`` from Python: same instant → the FIFO, later → the heap."""
     now = F[NOW]
@@ -172,7 +175,7 @@ def _schedule(I, F, ht, hs, hk, hn, sk, sn, delay, kind, node):  # noqa: ANN001,
 # -- durations ---------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@jit()
 def _block_sum(a, lo, n):  # noqa: ANN001, ANN202
     """numpy's pairwise summation of a block of at most 128 values."""
     if n < 8:
@@ -207,7 +210,7 @@ def _block_sum(a, lo, n):  # noqa: ANN001, ANN202
     return res
 
 
-@njit(cache=True)
+@jit()
 def _pairwise(a, lo, n):  # noqa: ANN001, ANN202
     """numpy's pairwise summation of ``a[lo:lo + n]`` (``np.sum`` of a contiguous array).
 
@@ -256,9 +259,16 @@ def pairwise_sum(values: np.ndarray) -> float:
     return float(_pairwise(values, 0, values.shape[0]))
 
 
-@njit(cache=True)
-def _compute_time(i, s, factor, tbuf, tcur, scratch):  # noqa: ANN001, ANN202
-    """Duration of ``s`` local steps of node ``i`` (``NodeClock``: draws times factor, summed)."""
+@jit()
+def _compute_time(i, s, factor, tbuf, tcur, scratch, preset):  # noqa: ANN001, ANN202
+    """Duration of ``s`` local steps of node ``i`` (``NodeClock``: draws times factor, summed).
+
+    More steps than a block holds were summed by Python (``preset[i]``, used once).
+    """
+    if preset[i] >= 0.0:
+        duration = preset[i]
+        preset[i] = -1.0
+        return duration
     if s == 0:
         return 0.0
     c = tcur[i]
@@ -275,7 +285,7 @@ def _compute_time(i, s, factor, tbuf, tcur, scratch):  # noqa: ANN001, ANN202
 # -- the loop ----------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@jit()
 def _enqueue(lock, i, then, held, qhead, qtail, qnext, resume):  # noqa: ANN001, ANN202
     """``simpy.Resource.request``: queue up; returns the node granted now, or -1.
 
@@ -297,16 +307,15 @@ def _enqueue(lock, i, then, held, qhead, qtail, qnext, resume):  # noqa: ANN001,
     return -1
 
 
-@njit(cache=True)
-def _log(lcode, la, lb, llevel, ltime, m, code, a, b, level, now):  # noqa: ANN001, ANN202
+@jit()
+def _log(lcode, la, lb, llevel, m, code, a, b, level):  # noqa: ANN001, ANN202
     lcode[m] = code
     la[m] = a
     lb[m] = b
     llevel[m] = level
-    ltime[m] = now
 
 
-@njit(cache=True)
+@jit()
 def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
     I,
     F,
@@ -338,17 +347,18 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
     gcur,
     gend,
     scratch,
+    preset,
     lcode,
     la,
     lb,
     llevel,
-    ltime,
     last,
 ):
     """Process events until Python has to act; returns the reason (``R_*``)."""
     nonblocking = I[NONBLOCKING] != 0
     fixed = I[FIXED_STEPS]
     pair_code = I[PAIR_CODE]
+    local_code = I[LOCAL_CODE]
     epochs_limit = F[EPOCHS_LIMIT]
     interactions_limit = I[INTERACTIONS_LIMIT]
     n_train = I[N_TRAIN]
@@ -418,7 +428,7 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
                 s = gbuf[i, gcur[i]]
             else:
                 s = fixed
-            if tend[i] - tcur[i] < s:
+            if preset[i] < 0.0 and tend[i] - tcur[i] < s:
                 I[NEED_NODE] = i
                 I[NEED_STREAM] = TIMING
                 I[NEED_COUNT] = s
@@ -465,7 +475,7 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             continue
         if kind == OWN:
             # Own lock held: compute.
-            at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch)
+            at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch, preset)
             if at == now:
                 _put(sk, sn, shead, slen, COMPUTE, i)
                 slen += 1
@@ -496,14 +506,14 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             s = steps[i]
             level = last[i] + 1
             last[i] = level
-            _log(lcode, la, lb, llevel, ltime, m, LOCAL, i, s, level, now)
+            _log(lcode, la, lb, llevel, m, local_code, i, s, level)
             m += 1
             local_steps += s
             samples += s * batch[i]
             if epochs_limit == epochs_limit and samples / n_train >= epochs_limit:
                 if stop_triggered == 0:
                     stop_triggered = 1
-                    stop_reason = 2
+                    stop_reason = BY_EPOCHS
                     _put(sk, sn, shead, slen, STOP, 0)
                     slen += 1
             j = pbuf[i, pcur[i]]
@@ -536,13 +546,13 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             level = (li if li > lj else lj) + 1
             last[i] = level
             last[j] = level
-            _log(lcode, la, lb, llevel, ltime, m, pair_code, i, j, level, now)
+            _log(lcode, la, lb, llevel, m, pair_code, i, j, level)
             m += 1
             interactions += 1
             if interactions_limit >= 0 and interactions >= interactions_limit:
                 if stop_triggered == 0:
                     stop_triggered = 1
-                    stop_reason = 1
+                    stop_reason = BY_INTERACTIONS
                     _put(sk, sn, shead, slen, STOP, 0)
                     slen += 1
             if kind == EXCHANGE:
@@ -561,7 +571,7 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             steps[i] = gbuf[i, gcur[i]]
             gcur[i] += 1
         if nonblocking:
-            at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch)
+            at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch, preset)
             if at == now:
                 _put(sk, sn, shead, slen, NB_COMPUTE, i)
                 slen += 1
@@ -622,8 +632,6 @@ class SwarmKernel:
         compute = sim.compute
         local_steps = config.local_steps
         fixed = local_steps.value if isinstance(local_steps, FixedLocalSteps) else 0
-        if isinstance(local_steps, FixedLocalSteps) and fixed < 1:
-            raise ValueError(f"algorithm.local_steps.value must be >= 1, got {fixed}")
         problem = sim.problem
         executor = sim.executor
         self.batched = isinstance(executor, BatchedExecutor)
@@ -636,6 +644,7 @@ class SwarmKernel:
         I[NONBLOCKING] = int(config.nonblocking)
         I[FIXED_STEPS] = fixed
         I[PAIR_CODE] = BUFFER if config.nonblocking else PAIR
+        I[LOCAL_CODE] = LOCAL
         # The log: the batched executor's own capacity, else one operation at a time so that
         # each is submitted at its own instant.
         capacity = executor.flush_every if self.batched else 1
@@ -691,6 +700,7 @@ class SwarmKernel:
         self.cursor = [np.zeros(n, dtype=np.int64) for _ in range(3)]
         self.end = [np.zeros(n, dtype=np.int64) for _ in range(3)]
         self.scratch = np.zeros(width, dtype=np.float64)
+        self.preset = np.full(n, -1.0)  # durations of more steps than a block (see _refill)
         for stream in (TIMING, PAIRING) if fixed else (TIMING, PAIRING, STEPS):
             for i in range(n):
                 self._refill(i, stream, 1)
@@ -699,7 +709,6 @@ class SwarmKernel:
         self.la = np.zeros(capacity, dtype=np.int64)
         self.lb = np.zeros(capacity, dtype=np.int64)
         self.llevel = np.zeros(capacity, dtype=np.int64)
-        self.ltime = np.zeros(capacity, dtype=np.float64)
         self.last = np.zeros(n, dtype=np.int64)
 
         # Python events (recorder, timer, ...) by id, while they are queued in the kernel.
@@ -716,19 +725,23 @@ class SwarmKernel:
     # -- draws, room, log ------------------------------------------------------------------
 
     def _refill(self, node: int, stream: int, count: int) -> None:
-        """Move the node's unused values to the front of its row and draw the rest."""
+        """Move the node's unused values to the front of its row and draw the rest.
+
+        ``count`` values are needed by the node's next event. More timing draws than a row
+        holds (H larger than a block) are not buffered: the row's unused values and fresh
+        draws are summed here, as ``NodeClock`` does, into ``preset[node]``.
+        """
         buffer = self.buffers[stream]
         cursor, end = self.cursor[stream], self.end[stream]
         width = buffer.shape[1]
-        if count > width:
-            width = max(2 * width, count)
-            wider = np.zeros((self.n, width), dtype=buffer.dtype)
-            wider[:, : buffer.shape[1]] = buffer
-            self.buffers[stream] = buffer = wider
-            if stream == TIMING:
-                self.scratch = np.zeros(width, dtype=np.float64)
         c, e = int(cursor[node]), int(end[node])
         kept = e - c
+        if count > width:
+            assert stream == TIMING
+            values = np.concatenate((buffer[node, c:e], self.draw[TIMING](node, count - kept)))
+            self.preset[node] = float((values * self.factor[node]).sum())
+            cursor[node] = e  # the row's values are used; its next refill starts afresh
+            return
         buffer[node, :kept] = buffer[node, c:e]
         buffer[node, kept:width] = self.draw[stream](node, width - kept)
         cursor[node] = 0
@@ -809,10 +822,9 @@ class SwarmKernel:
         sim.samples = int(I[SAMPLES])
         sim.idle_time = float(F[IDLE])
         sim.comm_time = float(F[COMM])
-        if I[STOP_REASON] and not sim._stop_event.triggered:
+        if I[STOP_REASON]:
             # The kernel requested the stop (interactions / epochs) and queued its event.
-            sim._stop_reason = STOP_REASONS[int(I[STOP_REASON])]
-            sim._stop_event.triggered = True
+            sim.stop_requested(STOP_REASONS[int(I[STOP_REASON])])
 
     def run(self, until: LeanEvent) -> None:
         I = self.I
@@ -825,17 +837,19 @@ class SwarmKernel:
         )
         self.F[IDLE], self.F[COMM] = sim.idle_time, sim.comm_time
         while True:
-            code = run_kernel(
-                I, self.F, *self.heap, *self.soon, *self.urgent,
-                self.held, self.qhead, self.qtail, self.qnext, self.resume, self.steps,
-                self.partner, self.waiting, self.factor, self.batch,
-                self.buffers[TIMING], self.cursor[TIMING], self.end[TIMING],
-                self.buffers[PAIRING], self.cursor[PAIRING], self.end[PAIRING],
-                self.buffers[STEPS], self.cursor[STEPS], self.end[STEPS],
-                self.scratch, self.lcode, self.la, self.lb, self.llevel, self.ltime,
-                self.last,
-            )  # fmt: skip
-            self._sync()
+            try:
+                code = run_kernel(
+                    I, self.F, *self.heap, *self.soon, *self.urgent,
+                    self.held, self.qhead, self.qtail, self.qnext, self.resume, self.steps,
+                    self.partner, self.waiting, self.factor, self.batch,
+                    self.buffers[TIMING], self.cursor[TIMING], self.end[TIMING],
+                    self.buffers[PAIRING], self.cursor[PAIRING], self.end[PAIRING],
+                    self.buffers[STEPS], self.cursor[STEPS], self.end[STEPS],
+                    self.scratch, self.preset, self.lcode, self.la, self.lb, self.llevel,
+                    self.last,
+                )  # fmt: skip
+            finally:
+                self._sync()  # also when interrupted: the clock and counters stay true
             if code == R_EXTERNAL:
                 callback, argument = self.python.pop(int(I[ARG]))
                 callback(argument)
