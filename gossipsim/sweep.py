@@ -718,7 +718,12 @@ def _execute_processes(
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["gossipsim.runner"])
-    with ProcessPoolExecutor(count, mp_context=context) as pool:
+    # Share the cores between the workers' BLAS threads (as Dask does for its workers):
+    # ``count`` workers each running a full-width BLAS pool oversubscribe the machine.
+    threads = max(1, (os.cpu_count() or 1) // count)
+    with ProcessPoolExecutor(
+        count, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+    ) as pool:
         futures = [pool.submit(_task, *task) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -727,6 +732,16 @@ def _execute_processes(
             for future in futures:
                 future.cancel()
             raise
+
+
+_THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
+
+
+def _limit_threads(threads: int) -> None:
+    """Process-pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker."""
+    from threadpoolctl import threadpool_limits
+
+    _THREAD_LIMITS.append(threadpool_limits(limits=threads))
 
 
 def _execute_dask(
