@@ -91,7 +91,7 @@ SPARE = 64  # queue entries beyond the nodes' own when a run starts (queues grow
 
 
 @jit()
-def _heap_insert(ht, hs, hk, hn, size, t, seq, kind, node):  # noqa: ANN001, ANN202
+def _heap_insert(ht, hs, hk, hn, size, t, seq, kind, node):
     """Insert at the end of a heap of ``size`` entries and sift up (by time, then seq)."""
     k = size
     while k > 0:
@@ -111,7 +111,7 @@ def _heap_insert(ht, hs, hk, hn, size, t, seq, kind, node):  # noqa: ANN001, ANN
 
 
 @jit()
-def _heap_remove_top(ht, hs, hk, hn, size):  # noqa: ANN001, ANN202
+def _heap_remove_top(ht, hs, hk, hn, size):
     """Remove the root of a heap of ``size`` entries (``size - 1`` remain)."""
     size -= 1
     if size == 0:
@@ -143,7 +143,7 @@ def _heap_remove_top(ht, hs, hk, hn, size):  # noqa: ANN001, ANN202
 
 
 @jit()
-def _put(rk, rn, head, length, kind, node):  # noqa: ANN001, ANN202
+def _put(rk, rn, head, length, kind, node):
     """Append to a ring buffer holding ``length`` entries from ``head`` (caller counts it)."""
     at = head + length
     if at >= rk.shape[0]:
@@ -153,30 +153,40 @@ def _put(rk, rn, head, length, kind, node):  # noqa: ANN001, ANN202
 
 
 @jit()
-def _ring_push(I, head_slot, len_slot, rk, rn, kind, node):  # noqa: ANN001, ANN202
+def _ring_push(I, head_slot, len_slot, rk, rn, kind, node):
     """Append to a ring buffer whose head and length are kept in the state vector."""
     _put(rk, rn, I[head_slot], I[len_slot], kind, node)
     I[len_slot] += 1
 
 
 @jit()
-def _schedule(I, F, ht, hs, hk, hn, sk, sn, delay, kind, node):  # noqa: ANN001, ANN202
-    """``LeanEnvironment.schedule`` from Python: same instant → the FIFO, later → the heap."""
-    now = F[NOW]
-    at = now + delay
+def _schedule_at(at, now, kind, node, sk, sn, shead, slen, ht, hs, hk, hn, size, seq):
+    """``LeanEnvironment.schedule``: at the current instant → the FIFO, later → the heap.
+
+    Returns the new (FIFO length, heap size, insertion counter).
+    """
     if at == now:
-        _ring_push(I, SOON_HEAD, SOON_LEN, sk, sn, kind, node)
-    else:
-        _heap_insert(ht, hs, hk, hn, I[HEAP_SIZE], at, I[SEQ], kind, node)
-        I[SEQ] += 1
-        I[HEAP_SIZE] += 1
+        _put(sk, sn, shead, slen, kind, node)
+        return slen + 1, size, seq
+    _heap_insert(ht, hs, hk, hn, size, at, seq, kind, node)
+    return slen, size + 1, seq + 1
+
+
+@jit()
+def _schedule(I, F, ht, hs, hk, hn, sk, sn, delay, kind, node):
+    """:func:`_schedule_at` from Python, on the counters kept in the state vector."""
+    now = F[NOW]
+    I[SOON_LEN], I[HEAP_SIZE], I[SEQ] = _schedule_at(
+        now + delay, now, kind, node, sk, sn, I[SOON_HEAD], I[SOON_LEN],
+        ht, hs, hk, hn, I[HEAP_SIZE], I[SEQ],
+    )  # fmt: skip
 
 
 # -- durations ---------------------------------------------------------------------------------
 
 
 @jit()
-def _block_sum(a, lo, n):  # noqa: ANN001, ANN202
+def _block_sum(a, lo, n):
     """numpy's pairwise summation of a block of at most 128 values."""
     if n < 8:
         res = 0.0
@@ -211,7 +221,7 @@ def _block_sum(a, lo, n):  # noqa: ANN001, ANN202
 
 
 @jit()
-def _pairwise(a, lo, n):  # noqa: ANN001, ANN202
+def _pairwise(a, lo, n):
     """numpy's pairwise summation of ``a[lo:lo + n]`` (``np.sum`` of a contiguous array).
 
     Blocks of up to 128 values are summed with eight accumulators; longer runs split in
@@ -260,7 +270,7 @@ def pairwise_sum(values: np.ndarray) -> float:
 
 
 @jit()
-def _compute_time(i, s, factor, tbuf, tcur, scratch, preset):  # noqa: ANN001, ANN202
+def _compute_time(i, s, factor, tbuf, tcur, scratch, preset):
     """Duration of ``s`` local steps of node ``i`` (``NodeClock``: draws times factor, summed).
 
     More steps than a block holds were summed by Python (``preset[i]``, used once).
@@ -286,11 +296,25 @@ def _compute_time(i, s, factor, tbuf, tcur, scratch, preset):  # noqa: ANN001, A
 
 
 @jit()
-def _enqueue(lock, i, then, held, qhead, qtail, qnext, resume):  # noqa: ANN001, ANN202
-    """``simpy.Resource.request``: queue up; returns the node granted now, or -1.
+def _grant(lock, held, qhead, qnext, resume, sk, sn, shead, slen):
+    """A free lock grants the head of its queue, if any: that node resumes at this instant.
 
-    A free lock grants the head of its queue with an event at the current instant (the
-    caller queues that event).
+    Returns the new FIFO length.
+    """
+    if qhead[lock] < 0 or held[lock] != 0:
+        return slen
+    held[lock] = 1
+    head = qhead[lock]
+    qhead[lock] = qnext[head]
+    _put(sk, sn, shead, slen, resume[head], head)
+    return slen + 1
+
+
+@jit()
+def _request(lock, i, then, held, qhead, qtail, qnext, resume, sk, sn, shead, slen):
+    """``simpy.Resource.request``: queue up (to resume at ``then``), granted if free.
+
+    Returns the new FIFO length.
     """
     resume[i] = then
     qnext[i] = -1
@@ -299,16 +323,23 @@ def _enqueue(lock, i, then, held, qhead, qtail, qnext, resume):  # noqa: ANN001,
     else:
         qnext[qtail[lock]] = i
     qtail[lock] = i
-    if held[lock] == 0:
-        held[lock] = 1
-        head = qhead[lock]
-        qhead[lock] = qnext[head]
-        return head
-    return -1
+    return _grant(lock, held, qhead, qnext, resume, sk, sn, shead, slen)
 
 
 @jit()
-def _log(lcode, la, lb, llevel, m, code, a, b, level):  # noqa: ANN001, ANN202
+def _request_stop(stop_triggered, stop_reason, reason, sk, sn, shead, slen):
+    """The stop event's ``succeed()``: queued at this instant, once.
+
+    Returns the new (triggered flag, reason, FIFO length).
+    """
+    if stop_triggered != 0:
+        return stop_triggered, stop_reason, slen
+    _put(sk, sn, shead, slen, STOP, 0)
+    return 1, reason, slen + 1
+
+
+@jit()
+def _log(lcode, la, lb, llevel, m, code, a, b, level):
     lcode[m] = code
     la[m] = a
     lb[m] = b
@@ -316,7 +347,7 @@ def _log(lcode, la, lb, llevel, m, code, a, b, level):  # noqa: ANN001, ANN202
 
 
 @jit()
-def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
+def run_kernel(
     I,
     F,
     ht,
@@ -466,41 +497,26 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             break
         if kind == RELEASE:
             # The release event of lock i grants the head of its queue, if any.
-            if qhead[i] >= 0 and held[i] == 0:
-                held[i] = 1
-                head = qhead[i]
-                qhead[i] = qnext[head]
-                _put(sk, sn, shead, slen, resume[head], head)
-                slen += 1
+            slen = _grant(i, held, qhead, qnext, resume, sk, sn, shead, slen)
             continue
         if kind == OWN:
             # Own lock held: compute.
             at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch, preset)
-            if at == now:
-                _put(sk, sn, shead, slen, COMPUTE, i)
-                slen += 1
-            else:
-                _heap_insert(ht, hs, hk, hn, size, at, seq, COMPUTE, i)
-                size += 1
-                seq += 1
+            slen, size, seq = _schedule_at(
+                at, now, COMPUTE, i, sk, sn, shead, slen, ht, hs, hk, hn, size, seq
+            )
             continue
         if kind == FIRST:
             j = partner[i]
-            granted = _enqueue(j if i < j else i, i, SECOND, held, qhead, qtail, qnext, resume)
-            if granted >= 0:
-                _put(sk, sn, shead, slen, resume[granted], granted)
-                slen += 1
+            slen = _request(
+                j if i < j else i, i, SECOND, held, qhead, qtail, qnext, resume, sk, sn, shead, slen
+            )
             continue
         if kind == SECOND:
             idle += now - waiting[i]
-            at = now + message_time
-            if at == now:
-                _put(sk, sn, shead, slen, EXCHANGE, i)
-                slen += 1
-            else:
-                _heap_insert(ht, hs, hk, hn, size, at, seq, EXCHANGE, i)
-                size += 1
-                seq += 1
+            slen, size, seq = _schedule_at(
+                now + message_time, now, EXCHANGE, i, sk, sn, shead, slen, ht, hs, hk, hn, size, seq
+            )
             continue
         if kind == COMPUTE or kind == NB_COMPUTE:
             s = steps[i]
@@ -511,32 +527,25 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             local_steps += s
             samples += s * batch[i]
             if epochs_limit == epochs_limit and samples / n_train >= epochs_limit:
-                if stop_triggered == 0:
-                    stop_triggered = 1
-                    stop_reason = BY_EPOCHS
-                    _put(sk, sn, shead, slen, STOP, 0)
-                    slen += 1
+                stop_triggered, stop_reason, slen = _request_stop(
+                    stop_triggered, stop_reason, BY_EPOCHS, sk, sn, shead, slen
+                )
             j = pbuf[i, pcur[i]]
             pcur[i] += 1
             partner[i] = j
             if kind == NB_COMPUTE:
-                at = now + message_time
-                if at == now:
-                    _put(sk, sn, shead, slen, NB_READ, i)
-                    slen += 1
-                else:
-                    _heap_insert(ht, hs, hk, hn, size, at, seq, NB_READ, i)
-                    size += 1
-                    seq += 1
+                slen, size, seq = _schedule_at(
+                    now + message_time, now, NB_READ, i, sk, sn, shead, slen,
+                    ht, hs, hk, hn, size, seq,
+                )  # fmt: skip
                 continue
             held[i] = 0  # release the own lock
             _put(sk, sn, shead, slen, RELEASE, i)
             slen += 1
             waiting[i] = now
-            granted = _enqueue(i if i < j else j, i, FIRST, held, qhead, qtail, qnext, resume)
-            if granted >= 0:
-                _put(sk, sn, shead, slen, resume[granted], granted)
-                slen += 1
+            slen = _request(
+                i if i < j else j, i, FIRST, held, qhead, qtail, qnext, resume, sk, sn, shead, slen
+            )
             continue
         if kind == EXCHANGE or kind == NB_READ:
             j = partner[i]
@@ -550,11 +559,9 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             m += 1
             interactions += 1
             if interactions_limit >= 0 and interactions >= interactions_limit:
-                if stop_triggered == 0:
-                    stop_triggered = 1
-                    stop_reason = BY_INTERACTIONS
-                    _put(sk, sn, shead, slen, STOP, 0)
-                    slen += 1
+                stop_triggered, stop_reason, slen = _request_stop(
+                    stop_triggered, stop_reason, BY_INTERACTIONS, sk, sn, shead, slen
+                )
             if kind == EXCHANGE:
                 # Leave the inner ``with`` (the larger id), then the outer one.
                 first = i if i < j else j
@@ -572,18 +579,11 @@ def run_kernel(  # noqa: ANN001, ANN201, C901, PLR0912, PLR0915
             gcur[i] += 1
         if nonblocking:
             at = now + _compute_time(i, steps[i], factor, tbuf, tcur, scratch, preset)
-            if at == now:
-                _put(sk, sn, shead, slen, NB_COMPUTE, i)
-                slen += 1
-            else:
-                _heap_insert(ht, hs, hk, hn, size, at, seq, NB_COMPUTE, i)
-                size += 1
-                seq += 1
+            slen, size, seq = _schedule_at(
+                at, now, NB_COMPUTE, i, sk, sn, shead, slen, ht, hs, hk, hn, size, seq
+            )
         else:
-            granted = _enqueue(i, i, OWN, held, qhead, qtail, qnext, resume)
-            if granted >= 0:
-                _put(sk, sn, shead, slen, resume[granted], granted)
-                slen += 1
+            slen = _request(i, i, OWN, held, qhead, qtail, qnext, resume, sk, sn, shead, slen)
     F[NOW] = now
     F[IDLE] = idle
     F[COMM] = comm
@@ -794,12 +794,10 @@ class SwarmKernel:
 
     def start(self, callback: Callable[[Any], None], argument: Any) -> None:
         self._grow()
-        kind, node = self.urgent
-        cap = kind.shape[0]
-        at = (int(self.I[URGENT_HEAD]) + int(self.I[URGENT_LEN])) % cap
-        kind[at] = EXTERNAL
-        node[at] = self._python_event(callback, argument)
-        self.I[URGENT_LEN] += 1
+        _ring_push(
+            self.I, URGENT_HEAD, URGENT_LEN, *self.urgent, EXTERNAL,
+            self._python_event(callback, argument),
+        )  # fmt: skip
 
     def schedule(self, delay: float, callback: Callable[[Any], None], argument: Any) -> None:
         self._grow()
