@@ -216,6 +216,29 @@ def _minibatch_gradient(
 
 
 @jit(nogil=True)
+def _following(
+    nodes: np.ndarray,
+    r: int,
+    buffer: np.ndarray,
+    cursor: np.ndarray,
+    capacity: np.ndarray,
+    batch: np.ndarray,
+    offsets: np.ndarray,
+    indices: np.ndarray,
+) -> tuple[np.ndarray, int, int, int]:
+    """The minibatch of the node after position ``r``, to prefetch while computing.
+
+    ``(index row, cursor, batch size, shard offset)``; a batch size of 0 (with ``indices``
+    as a placeholder row) when there is no next node or its buffer needs a refill first.
+    """
+    if r + 1 < nodes.shape[0]:
+        after = nodes[r + 1]
+        if cursor[after] + batch[after] <= capacity[after]:
+            return buffer[after], cursor[after], batch[after], offsets[after]
+    return indices, 0, 0, 0
+
+
+@jit(nogil=True)
 def local_steps(
     models: np.ndarray,
     nodes: np.ndarray,
@@ -261,17 +284,13 @@ def local_steps(
             if at + b > capacity[node]:
                 return r
             # Load the next minibatch meanwhile: this node's next step, or the next node's.
-            next_indices, next_at, next_b, next_base = indices, at + b, 0, base
             if steps[r] > 1:
-                if at + 2 * b <= capacity[node]:
-                    next_b = b
-            elif r + 1 < total:
-                after = nodes[r + 1]
-                if cursor[after] + batch[after] <= capacity[after]:
-                    next_indices = buffer[after]
-                    next_at = cursor[after]
-                    next_b = batch[after]
-                    next_base = offsets[after]
+                next_b = b if at + 2 * b <= capacity[node] else 0
+                next_indices, next_at, next_base = indices, at + b, base
+            else:
+                next_indices, next_at, next_b, next_base = _following(
+                    nodes, r, buffer, cursor, capacity, batch, offsets, indices
+                )
             _minibatch_gradient(
                 w, g, features, targets, indices, at, b, base, l2, head, rows, Z,
                 next_indices, next_at, next_b, next_base,
@@ -315,14 +334,9 @@ def gradients(
         at = cursor[node]
         if at + b > capacity[node]:
             return r
-        next_indices, next_at, next_b, next_base = buffer[node], 0, 0, 0
-        if r + 1 < total:
-            after = nodes[r + 1]
-            if cursor[after] + batch[after] <= capacity[after]:
-                next_indices = buffer[after]
-                next_at = cursor[after]
-                next_b = batch[after]
-                next_base = offsets[after]
+        next_indices, next_at, next_b, next_base = _following(
+            nodes, r, buffer, cursor, capacity, batch, offsets, buffer[node]
+        )
         _minibatch_gradient(
             W[r], G[r], features, targets, buffer[node], at, b, offsets[node], l2, head, rows, Z,
             next_indices, next_at, next_b, next_base,
