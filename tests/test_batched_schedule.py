@@ -167,3 +167,42 @@ def test_ties_really_happen():
     log = schedule_of(config, lean=True)[0]
     times = [t for t, _ in log]
     assert len(set(times)) < 0.5 * len(times)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_kernel_matches_simpy_on_random_tie_heavy_configs(seed):
+    """Random small configs built to make events share instants and stops coincide."""
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        n = int(rng.choice([3, 4, 6, 9]))
+        compute = [
+            {"kind": "constant", "mean": float(rng.choice([0.25, 0.5, 1.0]))},
+            {"kind": "exponential", "mean": 1.0},
+            {"kind": "constant", "mean": 1.0, "heterogeneity": {"kind": "uniform", "low": 1.0,
+                                                                 "high": 2.0}},
+        ][int(rng.integers(3))]  # fmt: skip
+        local_steps = [
+            {"kind": "fixed", "value": int(rng.integers(1, 4))},
+            {"kind": "geometric", "mean": float(rng.choice([1.5, 4.0]))},
+        ][int(rng.integers(2))]
+        stop = {"time": float(rng.choice([2.0, 4.0, 6.0]))}
+        if rng.random() < 0.5:
+            stop["interactions"] = int(rng.integers(1, 30))
+        if rng.random() < 0.5:
+            stop["epochs"] = float(rng.uniform(0.001, 0.05))
+        config = make_config(
+            **{
+                "topology": {"kind": str(rng.choice(["ring", "complete"])), "n": n},
+                "compute": compute,
+                "network": {"latency": float(rng.choice([0.0, 0.25, 0.5])), "bandwidth": 1e300},
+                "algorithm": {
+                    "kind": "swarmsgd",
+                    "lr": 0.05,
+                    "nonblocking": bool(rng.random() < 0.5),
+                    "local_steps": local_steps,
+                },
+                "record": {"every": float(rng.choice([0.25, 0.5, 1.0]))},
+                "stop": stop,
+            }
+        )
+        _check_same(config)
