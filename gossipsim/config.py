@@ -558,11 +558,13 @@ class FaultsConfig(Section):
 class EngineConfig(Section):
     """How the simulation is executed: the same events either way, numbers within 1e-12.
 
-    ``sequential``: SimPy processes, one operation at a time (the reference). ``batched``:
-    the same events from a lean or compiled loop, operations applied in vectorized waves.
+    ``batched`` (the default, the fast path): the events from the compiled interpreter of
+    the algorithm's node program (or, for synchronous methods, the lean loop), operations
+    applied in vectorized waves. ``sequential``: the same program interpreted by SimPy
+    processes, one operation at a time (the reference).
     """
 
-    executor: Literal["sequential", "batched"] = "sequential"
+    executor: Literal["sequential", "batched"] = "batched"
     # Runs whose estimated memory (models, data, graph) exceeds this are refused up front.
     memory_limit_gb: PositiveFloat = 8.0
 

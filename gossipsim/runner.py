@@ -124,14 +124,14 @@ def build_simulation(
     progress: Callable[[dict[str, float]], None] | None = None,
     executor_class: type[SequentialExecutor] | None = None,
     lean: bool | None = None,
-    compiled: bool = True,
 ) -> Simulation:
     """The simulation of a prepared config, ready to run (faults, if any, started).
 
-    ``engine.executor``: "sequential" is the reference (SimPy processes, one operation at a
-    time); "batched" runs the lean event loop and applies operations in vectorized waves.
-    ``executor_class`` and ``lean`` override that choice, and ``compiled=False`` keeps the
-    lean loop's fast paths in Python (tests compare the paths).
+    ``engine.executor``: "batched" (the default) runs the lean event loop — the compiled
+    interpreter of the algorithm's node program — and applies operations in vectorized
+    waves; "sequential" is the reference (SimPy processes, one operation at a time). Runs
+    with faults interpret the same program under SimPy, with the batched executor's waves.
+    ``executor_class`` and ``lean`` override that choice (tests compare the paths).
     """
     config = prepared.config
     algorithm = config.algorithm
@@ -142,7 +142,7 @@ def build_simulation(
     batched = config.engine.executor == "batched"
     faulty = config.faults.active
     if lean is None:
-        # Faults are modelled in the SimPy processes; the lean loop's fast paths have none.
+        # Faults are interpreted by the SimPy processes; the compiled loop has none.
         lean = batched and algorithm.kind != "gradient_coding" and not faulty
     if executor_class is None:
         executor_class = BatchedExecutor if batched else SequentialExecutor
@@ -164,7 +164,7 @@ def build_simulation(
         executor,
         prepared.streams,
         progress=progress,
-        env=LeanEnvironment(compiled=compiled) if lean else None,
+        env=LeanEnvironment() if lean else None,
     )
     if faulty:
         try:

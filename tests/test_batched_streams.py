@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gossipsim.config import FixedLocalSteps, GeometricLocalSteps
-from gossipsim.engine.draws import NodeClock, local_step_draws, neighbour_draws
+from gossipsim.algorithms.synchronous.rounds import SynchronousClock
+from gossipsim.runner import build_simulation, prepare
 from gossipsim.timing import ComputeModel
+from tests.conftest import make_config
 
 ONE_AT_A_TIME = {
     "minibatch": (lambda g: g.integers(0, 37, size=5), lambda g, k: g.integers(0, 37, size=5 * k)),
@@ -52,31 +53,25 @@ def test_block_equals_one_at_a_time(name):
         s["kind"] + ("-" + s["stragglers"].get("mode", "persistent") if "stragglers" in s else "")
     ),
 )
-def test_node_clock_equals_compute_model(spec):
+def test_round_durations_equal_compute_model(spec):
+    """Synchronous rounds draw step times ahead in blocks: the same durations as one call each."""
     spec = dict(spec)
     kind = spec.pop("kind")
-    reference_model = ComputeModel(6, kind, np.random.default_rng(1), **spec)
-    fast_model = ComputeModel(6, kind, np.random.default_rng(1), **spec)
-    steps = np.random.default_rng(2).integers(1, 12, size=400)
-    for node in range(6):
-        rng_ref = np.random.default_rng(100 + node)
-        clock = NodeClock(fast_model, node, np.random.default_rng(100 + node))
-        now = 0.0
-        for k in steps.tolist():
-            expected = reference_model.duration(node, k, now, rng_ref)
-            assert clock.duration(k, now) == expected
-            now += expected
-
-
-def test_neighbour_and_local_step_draws():
-    neighbours = np.array([3, 8, 9, 20])
-    ref = np.random.default_rng(5)
-    fast = neighbour_draws(neighbours, np.random.default_rng(5))
-    assert [fast.take() for _ in range(700)] == [
-        int(neighbours[ref.integers(len(neighbours))]) for _ in range(700)
-    ]
-    geometric = GeometricLocalSteps(kind="geometric", mean=3.0)
-    ref = np.random.default_rng(6)
-    draw = local_step_draws(geometric, np.random.default_rng(6))
-    assert [draw() for _ in range(700)] == [int(ref.geometric(1.0 / 3.0)) for _ in range(700)]
-    assert local_step_draws(FixedLocalSteps(kind="fixed", value=4), ref)() == 4
+    config = make_config(**{"topology": {"kind": "ring", "n": 6}})
+    sim = build_simulation(prepare(config))
+    sim.compute = ComputeModel(6, kind, np.random.default_rng(1), **spec)
+    clock = SynchronousClock(sim)
+    reference = ComputeModel(6, kind, np.random.default_rng(1), **spec)
+    streams = [sim.streams.generator("timing", i) for i in range(6)]
+    steps = np.random.default_rng(2).integers(1, 5, size=(150, 6))
+    nodes = np.arange(6)
+    now = 0.0
+    for r in range(150):
+        multi = None if r % 3 else steps[r].tolist()  # one step each, or H steps each
+        got = clock.durations(nodes, multi, now)
+        want = [
+            reference.duration(i, 1 if multi is None else multi[i], now, streams[i])
+            for i in range(6)
+        ]
+        assert got.tolist() == want
+        now += float(max(want))

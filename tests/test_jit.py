@@ -71,5 +71,5 @@ def _run(disable: bool) -> list:
 def test_disable_jit_runs_the_same_kernels_in_python():
     """NUMBA_DISABLE_JIT=1 (for debuggers and coverage) runs the same code, same numbers."""
     compiled, python = _run(False), _run(True)
-    assert compiled[1:] == python[1:] == [300, "SwarmKernel"]
+    assert compiled[1:] == python[1:] == [300, "ProgramKernel"]
     assert python[0] == pytest.approx(compiled[0], rel=1e-12)

@@ -156,3 +156,39 @@ def test_swarm_1k_like_run_with_kernels():
     assert runs[1][1].executor.flushes >= 1
     assert runs[1][1].executor._linear is not None  # the kernels did run
     assert_same_run(*runs)
+
+
+@pytest.mark.parametrize("kind", ["least_squares", "logistic", "softmax"])
+def test_metric_kernels_equal_the_objective_and_ignore_thread_count(kind):
+    """Recorded loss and accuracy: the compiled pass equals numpy to rounding, and gives the
+    same bits with one thread as with two (fixed blocks, added in order)."""
+    import numba
+
+    from gossipsim.engine.metric_kernels import LinearMetrics
+
+    rng = np.random.default_rng(3)
+    n, f = 10_000, 7
+    X = rng.normal(size=(n, f))
+    classes = 4 if kind == "softmax" else 2
+    y = rng.normal(size=n) if kind == "least_squares" else rng.integers(0, classes, size=n)
+    objective = make_objective(kind, f, classes if kind == "softmax" else None, l2=0.01)
+    w = rng.normal(size=objective.dim)
+    metrics = LinearMetrics.of(objective, _Split(X[:8000], y[:8000], X[8000:], y[8000:]))
+    assert metrics is not None
+    assert metrics.training_loss(w) == pytest.approx(
+        objective.loss(w, X[:8000], y[:8000]), rel=1e-12
+    )
+    if kind != "least_squares":
+        assert metrics.test_accuracy(w) == objective.accuracy(w, X[8000:], y[8000:])
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = (metrics.training_loss(w), metrics.test_accuracy(w))
+    finally:
+        numba.set_num_threads(threads)
+    assert repr(single) == repr((metrics.training_loss(w), metrics.test_accuracy(w)))
+
+
+class _Split:
+    def __init__(self, X_train, y_train, X_test, y_test):
+        self.X_train, self.y_train, self.X_test, self.y_test = X_train, y_train, X_test, y_test

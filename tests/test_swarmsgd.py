@@ -94,6 +94,8 @@ def test_complete_graph_contraction_matches_theory():
                 "init.identical": False,
                 "topology": {"kind": "complete", "n": n},
                 "stop": {"interactions": 400},
+                # The watch patches the reference executor: every average, one at a time.
+                "engine": {"executor": "sequential"},
             }
         )
         prepared = prepare(config)

@@ -1,26 +1,114 @@
-"""Algorithm registry: ``algorithm.kind`` → the function that starts its processes.
+"""Algorithm registry: ``algorithm.kind`` → how it runs and the laws it declares.
 
-Adding an algorithm = its config model in ``gossipsim.config`` (added to
-``ALGORITHM_CONFIGS``) plus one entry here.
+Every conformance and equivalence suite runs over :data:`REGISTRY` and the declarations
+of its entries, so a new algorithm is tested as soon as it is registered. Adding an
+algorithm = its module (a node program for an asynchronous one, a round generator for a
+synchronous one), its config model in :mod:`gossipsim.config` (in ``ALGORITHM_CONFIGS``)
+and one entry here.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from gossipsim import config as C
 from gossipsim.algorithms import coding
-from gossipsim.algorithms.gossip import adpsgd, allreduce, dpsgd, local_sgd, sgp, swarmsgd
+from gossipsim.algorithms.gossip import adpsgd, dpsgd, sgp, swarmsgd
+from gossipsim.algorithms.synchronous import allreduce, local_sgd
+from gossipsim.engine.program import Program
 from gossipsim.engine.simulation import Simulation
 
-ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
-    "swarmsgd": swarmsgd.start,
-    "dpsgd": dpsgd.start,
-    "adpsgd": adpsgd.start,
-    "sgp": sgp.start,
-    "allreduce": allreduce.start,
-    "local_sgd": local_sgd.start,
-    "gradient_coding": coding.start,
+# What an algorithm keeps invariant at lr = 0 without quantization (the conformance suite
+# checks the declared law): the mean of the node models; that mean once the pending
+# buffer deltas of non-blocking averaging count; push-sum's numerators and weights,
+# messages in flight included; or nothing the suite can check (gradient coding: a PS).
+MEAN, MEAN_WITH_BUFFERS, PUSH_SUM, NOTHING = "mean", "mean_with_buffers", "push_sum", "nothing"
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One registered algorithm and what the test suites may hold it to."""
+
+    kind: str
+    config: type[C.Section]
+    start: Callable[[Simulation], None]
+    family: str  # gossip | synchronous | coding
+    # Asynchronous algorithms: the node program both executors interpret.
+    program: Callable[[Simulation], Program] | None = None
+    # Named variants the suites run beside the default (algorithm-section overrides).
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conserves: str = MEAN
+    # Variants whose law differs from ``conserves``.
+    variant_conserves: dict[str, str] = field(default_factory=dict)
+    faults: bool = True  # runs under every fault of the ``faults`` section
+
+    @property
+    def quantizers(self) -> tuple[str, ...]:
+        """Quantizer kinds its config accepts (read from the config model itself)."""
+        quantizer = self.config.model_fields.get("quantizer")
+        if quantizer is None:
+            return ("none",)
+        return tuple(sorted(_kinds(quantizer.annotation)))
+
+    def law(self, variant: str | None) -> str:
+        return self.variant_conserves.get(variant or "", self.conserves)
+
+
+def _kinds(annotation: Any) -> set[str]:
+    kinds: set[str] = set()
+    for member in typing.get_args(annotation) or (annotation,):
+        if isinstance(member, type) and issubclass(member, C.Section):
+            kinds.update(typing.get_args(member.model_fields["kind"].annotation))
+        else:
+            kinds.update(_kinds(member))
+    return kinds
+
+
+REGISTRY: dict[str, Algorithm] = {
+    entry.kind: entry
+    for entry in (
+        Algorithm(
+            "swarmsgd",
+            C.SwarmSGDConfig,
+            swarmsgd.start,
+            "gossip",
+            program=swarmsgd.program,
+            variants={
+                "nonblocking": {"nonblocking": True},
+                "local-steps": {"local_steps": {"kind": "geometric", "mean": 3}},
+            },
+            variant_conserves={"nonblocking": MEAN_WITH_BUFFERS},
+        ),
+        Algorithm("adpsgd", C.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
+        Algorithm("sgp", C.SGPConfig, sgp.start, "gossip", program=sgp.program, conserves=PUSH_SUM),
+        Algorithm("dpsgd", C.DPSGDConfig, dpsgd.start, "gossip"),
+        Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous"),
+        Algorithm(
+            "local_sgd",
+            C.LocalSGDConfig,
+            local_sgd.start,
+            "synchronous",
+            variants={"local-steps": {"local_steps": {"kind": "geometric", "mean": 2}}},
+        ),
+        Algorithm(
+            "gradient_coding",
+            C.GradientCodingConfig,
+            coding.start,
+            "coding",
+            conserves=NOTHING,
+        ),
+    )
 }
+ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
+    kind: entry.start for kind, entry in REGISTRY.items()
+}
+missing = {c.model_fields["kind"].annotation.__args__[0] for c in C.ALGORITHM_CONFIGS} - set(
+    REGISTRY
+)
+assert not missing, f"algorithm configs without a registry entry: {missing}"
 
 
 def get_algorithm(kind: str) -> Callable[[Simulation], None]:

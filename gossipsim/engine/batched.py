@@ -42,6 +42,31 @@ LOCAL, PAIR, BUFFER, SNAPSHOT, APPLY, PUSH_STEP, PUSH_SEND, PUSH_RECEIVE, BARRIE
 _KINDS = 16  # > number of codes: level * _KINDS + code sorts by level, then code
 
 
+def logged_operation(code: int, a: int, b: int, c: int = 0) -> Operation:
+    """A log entry ``(code, a, b, c)`` as the operation the sequential executor applies.
+
+    ``a`` is the node (or first node); ``b`` the steps, the partner, or the message id of a
+    push-sum send or receive; ``c`` the destination of a push-sum send.
+    """
+    if code == LOCAL:
+        return LocalSteps(a, b)
+    if code == PAIR:
+        return PairAverage(a, b)
+    if code == BUFFER:
+        return BufferExchange(a, b)
+    if code == SNAPSHOT:
+        return GradientSnapshot(a)
+    if code == APPLY:
+        return ApplyGradient(a)
+    if code == PUSH_STEP:
+        return PushSumStep(a)
+    if code == PUSH_SEND:
+        return PushSend(a, c, b)
+    if code == PUSH_RECEIVE:
+        return PushReceive(b)
+    raise ValueError(f"unknown operation code {code}")
+
+
 class MinibatchSampler:
     """Minibatch row indices of many nodes at once, from each node's ``sampling`` stream.
 

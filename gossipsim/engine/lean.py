@@ -68,14 +68,9 @@ class Kernel(Protocol):
 
 
 class LeanEnvironment:
-    """The subset of ``simpy.Environment`` the engine uses, with the same event order.
+    """The subset of ``simpy.Environment`` the engine uses, with the same event order."""
 
-    ``compiled=False`` keeps fast paths in Python even where a compiled one exists (tests
-    compare both with SimPy).
-    """
-
-    def __init__(self, compiled: bool = True) -> None:
-        self.compiled = compiled
+    def __init__(self) -> None:
         self.kernel: Kernel | None = None
         self.now = 0.0
         self.heap: list[tuple[float, int, Callback, Any]] = []

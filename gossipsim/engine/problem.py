@@ -40,14 +40,28 @@ class Problem:
     def n_train(self) -> int:
         return int(self.dataset.X_train.shape[0])
 
+    def _linear_metrics(self):
+        """Compiled, parallel metric evaluation for the linear objectives (None: numpy)."""
+        if not hasattr(self, "_metrics"):
+            from gossipsim.engine.metric_kernels import LinearMetrics  # numba: imported here
+
+            self._metrics = LinearMetrics.of(self.objective, self.dataset)
+        return self._metrics
+
     def training_loss(self, w: np.ndarray) -> float:
         """The full training objective at ``w`` (mean over all training samples + L2)."""
+        metrics = self._linear_metrics()
+        if metrics is not None:
+            return metrics.training_loss(w)
         return float(self.objective.loss(w, self.dataset.X_train, self.dataset.y_train))
 
     def test_accuracy(self, w: np.ndarray) -> float:
         """Held-out accuracy at ``w``; NaN when the objective has none or no test split."""
         if not self.objective.has_accuracy or self.dataset.X_test.shape[0] == 0:
             return float("nan")
+        metrics = self._linear_metrics()
+        if metrics is not None:
+            return metrics.test_accuracy(w)
         return float(self.objective.accuracy(w, self.dataset.X_test, self.dataset.y_test))
 
 

@@ -4,70 +4,79 @@ Each node, forever: start computing a minibatch gradient at its current model; m
 pick a random neighbour and average with it atomically (the partner does not stop
 computing); when both are done, apply the (now slightly stale) gradient to the averaged
 model. An iteration lasts max(compute time, message time).
+
+The node program below is the whole algorithm (:mod:`gossipsim.engine.program`). With
+faults, an unreachable or silent partner costs a timeout and another is tried, and a node
+that crashes drops the gradient it was computing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
-import simpy
-
-from gossipsim.algorithms.gossip.common import pairwise_exchange, random_neighbour
 from gossipsim.config import ADPSGDConfig
-from gossipsim.engine.executor import ApplyGradient, GradientSnapshot, PairAverage
+from gossipsim.engine.interpreter import start_program
+from gossipsim.engine.program import (
+    FAULTS,
+    NO_FAULTS,
+    Program,
+    add_comm,
+    add_comm_exchanged,
+    count_interaction,
+    count_steps,
+    draw_duration,
+    exchange,
+    if_down,
+    if_up,
+    jump,
+    label,
+    log,
+    mark,
+    next_attempt,
+    pick_neighbour,
+    set_attempt,
+    set_steps,
+    wait,
+    wait_rest,
+    wait_up,
+)
 from gossipsim.engine.simulation import Simulation
 
 
-def start(sim: Simulation) -> None:
+def node(message_time: float) -> Program:
+    return Program(
+        [
+            label("top", if_up("work")),
+            wait_up(),
+            jump("top", when=FAULTS),
+            label("work", log("gradient_snapshot")),  # the gradient at the current model
+            set_steps(1),
+            draw_duration(),  # ... takes this long to compute, from now on
+            mark(),
+            set_attempt(),
+            label("attempt", pick_neighbour()),
+            wait(message_time, when=NO_FAULTS),  # meanwhile: the atomic average
+            add_comm(message_time, when=NO_FAULTS),
+            exchange(message_time, failed="failed"),
+            add_comm_exchanged(1),
+            log("pair_average"),
+            count_interaction(),
+            label("rest", wait_rest()),  # the gradient is done
+            if_down("top"),
+            log("apply_gradient"),  # applied to the averaged model
+            count_steps(),
+            jump("top"),
+            label("failed", next_attempt(retry="attempt")),
+            jump("rest", when=FAULTS),
+        ]
+    )
+
+
+def program(sim: Simulation) -> Program:
     assert isinstance(sim.config.algorithm, ADPSGDConfig)
     message_time = sim.network.message_time(
         sim.executor.quantizer.message_bits(sim.models.shape[1])
     )
-    for node in range(sim.n):
-        sim.env.process(node_process(sim, node, message_time))
+    return node(message_time)
 
 
-def node_process(
-    sim: Simulation, i: int, message_time: float
-) -> Generator[simpy.Event, object, None]:
-    env = sim.env
-    timing = sim.streams.generator("timing", i)
-    pairing = sim.streams.generator("pairing", i)
-    faults = sim.faults
-    if faults is None:
-        while True:
-            sim.submit(GradientSnapshot(i))
-            compute = sim.compute.duration(i, 1, env.now, timing)
-            j = random_neighbour(sim, i, pairing)
-            # The average completes after one message time; the gradient when compute is done.
-            yield env.timeout(message_time)
-            sim.comm_time += message_time
-            sim.submit(PairAverage(i, j))
-            sim.count_interaction()
-            yield env.timeout(max(0.0, compute - message_time))
-            sim.submit(ApplyGradient(i))
-            sim.count_local_steps(i, 1)
-    # With faults: an unreachable or silent partner costs a timeout, then another is tried;
-    # a node that crashes drops the gradient it was computing.
-    attempts = len(sim.neighbours[i])
-    while True:
-        if not faults.up(i):
-            yield faults.wait_up(i)
-            continue
-        sim.submit(GradientSnapshot(i))
-        compute = sim.compute.duration(i, 1, env.now, timing)
-        started = env.now
-        for attempt in range(attempts):
-            j = random_neighbour(sim, i, pairing)
-            last = attempt == attempts - 1
-            duration = yield from pairwise_exchange(sim, i, j, message_time, last)
-            if duration is None:
-                continue
-            sim.comm_time += duration
-            sim.submit(PairAverage(i, j))
-            sim.count_interaction()
-            break
-        yield env.timeout(max(0.0, compute - (env.now - started)))
-        if faults.up(i):
-            sim.submit(ApplyGradient(i))
-            sim.count_local_steps(i, 1)
+def start(sim: Simulation) -> None:
+    start_program(sim, program(sim))

@@ -12,7 +12,7 @@ from collections.abc import Generator
 
 import simpy
 
-from gossipsim.algorithms.gossip.common import SynchronousClock
+from gossipsim.algorithms.synchronous.rounds import SynchronousClock
 from gossipsim.config import DPSGDConfig
 from gossipsim.engine.executor import LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation

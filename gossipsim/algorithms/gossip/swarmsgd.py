@@ -6,138 +6,130 @@ exchange, so the initiator waits while its partner computes) or non-blocking (th
 initiator reads the partner's communication buffer and writes the average back without
 waiting). Exchanges may be quantized; each message costs latency + bits / bandwidth.
 
-The generators below are the reference. When the run uses the lean event loop
-(``engine.executor: batched``), :mod:`gossipsim.algorithms.gossip.swarmsgd_compiled` runs
-the same node logic compiled with numba, and
-:mod:`gossipsim.algorithms.gossip.swarmsgd_fast` as Python callbacks where the compiled
-loop does not apply (transient stragglers): the same events in the same order.
+This is the whole algorithm: one node program each way, which both executors interpret
+(:mod:`gossipsim.engine.program`). Lines marked ``faults`` run only when the config has
+faults: a crashed node waits until it is back, and an exchange that cannot complete costs
+a timeout before the next neighbour is tried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
-import simpy
-
-from gossipsim.algorithms.gossip.common import (
-    draw_local_steps,
-    pairwise_exchange,
-    random_neighbour,
-)
 from gossipsim.config import SwarmSGDConfig
-from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
+from gossipsim.engine.interpreter import start_program
+from gossipsim.engine.program import (
+    FAULTS,
+    HIGHER,
+    LOWER,
+    NO_FAULTS,
+    SELF,
+    Program,
+    acquire,
+    add_comm,
+    add_comm_exchanged,
+    add_idle_since_mark,
+    compute,
+    count_interaction,
+    count_steps,
+    draw_local_steps,
+    exchange,
+    if_down,
+    if_up,
+    jump,
+    label,
+    log,
+    mark,
+    next_attempt,
+    pick_neighbour,
+    release,
+    set_attempt,
+    wait,
+    wait_up,
+)
 from gossipsim.engine.simulation import Simulation
 
 
-def start(sim: Simulation) -> None:
-    """Start one process per node."""
+def blocking(config: SwarmSGDConfig, message_time: float) -> Program:
+    """A node holds its own lock while it computes; an exchange holds both partners' locks,
+    taken in id order (no cycle of waits can form), so the initiator waits for a busy
+    partner to finish computing: that wait is idle time. Both send at once, so an
+    exchange takes one message time and charges two."""
+    return Program(
+        [
+            label("top", if_up("work")),
+            wait_up(),
+            jump("top", when=FAULTS),
+            label("work", draw_local_steps()),
+            acquire(SELF),
+            compute(),
+            if_down("crashed"),  # the work of a node that crashed while computing is lost
+            log("local_steps"),
+            count_steps(),
+            release(SELF),
+            set_attempt(),
+            label("attempt", pick_neighbour()),
+            mark(),
+            acquire(LOWER),
+            acquire(HIGHER),
+            add_idle_since_mark(),
+            wait(message_time, when=NO_FAULTS),
+            add_comm(2 * message_time, when=NO_FAULTS),
+            exchange(message_time, failed="failed"),
+            add_comm_exchanged(2),
+            log("pair_average"),
+            count_interaction(),
+            release(HIGHER),
+            release(LOWER),
+            jump("top"),
+            label("failed", release(HIGHER, when=FAULTS)),
+            release(LOWER, when=FAULTS),
+            next_attempt(retry="attempt"),
+            jump("top", when=FAULTS),
+            label("crashed", release(SELF, when=FAULTS)),
+            jump("top", when=FAULTS),
+        ],
+        local_steps=config.local_steps,
+        locks=True,
+    )
+
+
+def nonblocking(config: SwarmSGDConfig, message_time: float) -> Program:
+    """A node never waits for its partner: after its local steps it reads the partner's
+    buffer and writes the average back; the exchange is applied when the read arrives."""
+    return Program(
+        [
+            label("top", if_up("work")),
+            wait_up(),
+            jump("top", when=FAULTS),
+            label("work", draw_local_steps()),
+            compute(),
+            if_down("top"),
+            log("local_steps"),
+            count_steps(),
+            set_attempt(),
+            label("attempt", pick_neighbour()),
+            wait(message_time, when=NO_FAULTS),
+            add_comm(message_time, when=NO_FAULTS),
+            exchange(message_time, failed="failed"),
+            add_comm_exchanged(1),
+            log("buffer_exchange"),
+            count_interaction(),
+            jump("top"),
+            label("failed", next_attempt(retry="attempt")),
+            jump("top", when=FAULTS),
+        ],
+        local_steps=config.local_steps,
+        buffers=True,
+    )
+
+
+def program(sim: Simulation) -> Program:
     config = sim.config.algorithm
     assert isinstance(config, SwarmSGDConfig)
     message_time = sim.network.message_time(
         sim.executor.quantizer.message_bits(sim.models.shape[1])
     )
-    if sim.lean:
-        from gossipsim.algorithms.gossip import swarmsgd_compiled
-
-        if swarmsgd_compiled.supported(sim, config):
-            swarmsgd_compiled.start_compiled(sim, config, message_time)
-            return
-        from gossipsim.algorithms.gossip.swarmsgd_fast import start_fast
-
-        start_fast(sim, config, message_time)
-        return
-    process = nonblocking_node if config.nonblocking else blocking_node
-    locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)]
-    for node in range(sim.n):
-        sim.env.process(process(sim, config, node, locks, message_time))
+    return (nonblocking if config.nonblocking else blocking)(config, message_time)
 
 
-def blocking_node(
-    sim: Simulation,
-    config: SwarmSGDConfig,
-    i: int,
-    locks: list[simpy.Resource],
-    message_time: float,
-) -> Generator[simpy.Event, object, None]:
-    """A node of blocking SwarmSGD.
-
-    A node holds its own lock while it computes, and an exchange holds both partners'
-    locks (taken in node-id order, so no cycle of waits can form). The initiator therefore
-    waits for a busy partner to finish its current computation: that wait is idle time.
-    """
-    env = sim.env
-    timing = sim.streams.generator("timing", i)
-    steps_rng = sim.streams.generator("local_steps", i)
-    pairing = sim.streams.generator("pairing", i)
-    faults = sim.faults
-    attempts = 1 if faults is None else len(sim.neighbours[i])
-    while True:
-        if faults is not None and not faults.up(i):
-            yield faults.wait_up(i)
-            continue
-        steps = draw_local_steps(config.local_steps, steps_rng)
-        with locks[i].request() as own:
-            yield own
-            yield env.timeout(sim.compute.duration(i, steps, env.now, timing))
-            if faults is not None and not faults.up(i):
-                continue  # crashed while computing: the work is lost
-            sim.submit(LocalSteps(i, steps))
-            sim.count_local_steps(i, steps)
-        for attempt in range(attempts):
-            j = random_neighbour(sim, i, pairing)
-            first, second = (i, j) if i < j else (j, i)
-            waiting_since = env.now
-            with locks[first].request() as lock_first:
-                yield lock_first
-                with locks[second].request() as lock_second:
-                    yield lock_second
-                    sim.idle_time += env.now - waiting_since
-                    # Both send at once: the exchange takes one message time.
-                    last = attempt == attempts - 1
-                    duration = yield from pairwise_exchange(sim, i, j, message_time, last)
-                    if duration is None:
-                        continue  # unreachable or silent partner: try another
-                    sim.comm_time += 2 * duration
-                    sim.submit(PairAverage(i, j))
-                    sim.count_interaction()
-                    break
-
-
-def nonblocking_node(
-    sim: Simulation,
-    config: SwarmSGDConfig,
-    i: int,
-    locks: list[simpy.Resource],
-    message_time: float,
-) -> Generator[simpy.Event, object, None]:
-    """A node of non-blocking SwarmSGD: it never waits for its partner.
-
-    After its local steps it reads the partner's buffer (one message) and writes the
-    average back (one message); the exchange is applied atomically when the read arrives.
-    """
-    env = sim.env
-    timing = sim.streams.generator("timing", i)
-    steps_rng = sim.streams.generator("local_steps", i)
-    pairing = sim.streams.generator("pairing", i)
-    faults = sim.faults
-    attempts = 1 if faults is None else len(sim.neighbours[i])
-    while True:
-        if faults is not None and not faults.up(i):
-            yield faults.wait_up(i)
-            continue
-        steps = draw_local_steps(config.local_steps, steps_rng)
-        yield env.timeout(sim.compute.duration(i, steps, env.now, timing))
-        if faults is not None and not faults.up(i):
-            continue  # crashed while computing: the work is lost
-        sim.submit(LocalSteps(i, steps))
-        sim.count_local_steps(i, steps)
-        for attempt in range(attempts):
-            j = random_neighbour(sim, i, pairing)
-            last = attempt == attempts - 1
-            duration = yield from pairwise_exchange(sim, i, j, message_time, last)
-            if duration is None:
-                continue
-            sim.comm_time += duration
-            sim.submit(BufferExchange(i, j))
-            sim.count_interaction()
-            break
+def start(sim: Simulation) -> None:
+    start_program(sim, program(sim))

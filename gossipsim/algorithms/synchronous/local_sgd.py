@@ -10,12 +10,12 @@ from collections.abc import Generator
 
 import simpy
 
-from gossipsim.algorithms.gossip.allreduce import (
+from gossipsim.algorithms.synchronous.allreduce import (
     RingAllReduce,
     account_allreduce,
     reachable_groups,
 )
-from gossipsim.algorithms.gossip.common import SynchronousClock, draw_local_steps
+from gossipsim.algorithms.synchronous.rounds import SynchronousClock, draw_local_steps
 from gossipsim.config import LocalSGDConfig
 from gossipsim.engine.executor import GlobalAverage, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation

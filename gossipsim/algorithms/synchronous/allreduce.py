@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import scipy.sparse
 import simpy
 
-from gossipsim.algorithms.gossip.common import SynchronousClock, component_average_weights
+from gossipsim.algorithms.synchronous.rounds import SynchronousClock, component_average_weights
 from gossipsim.config import AllReduceConfig
 from gossipsim.engine.executor import AllReduceStep, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation

@@ -1,4 +1,4 @@
-"""Pieces shared by the gossip algorithms: neighbour choice, synchronous round timing."""
+"""Pieces shared by the synchronous methods (D-PSGD, all-reduce, local SGD): round timing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import simpy
 from gossipsim.config import FixedLocalSteps, GeometricLocalSteps
 from gossipsim.engine.simulation import Simulation
 
+ROUND_BLOCK = 64  # step times drawn ahead per node
+
 
 def draw_local_steps(
     local_steps: FixedLocalSteps | GeometricLocalSteps, rng: np.random.Generator
@@ -20,32 +22,6 @@ def draw_local_steps(
     if isinstance(local_steps, GeometricLocalSteps):
         return int(rng.geometric(1.0 / local_steps.mean))
     return local_steps.value
-
-
-def random_neighbour(sim: Simulation, node: int, rng: np.random.Generator) -> int:
-    """A uniformly random neighbour of ``node`` in the topology."""
-    neighbours = sim.neighbours[node]
-    return int(neighbours[rng.integers(len(neighbours))])
-
-
-def pairwise_exchange(
-    sim: Simulation, i: int, j: int, message_time: float, last_attempt: bool = True
-) -> Generator[simpy.Event, object, float | None]:
-    """Wait out one two-message exchange between ``i`` and ``j``; return its duration.
-
-    Without faults it takes ``message_time``. With faults it fails (returns None) when the
-    partner is unreachable, a message is lost, or the partner or link goes down before it
-    completes; the initiator then has waited ``faults.timeout`` and may try another partner.
-    """
-    faults = sim.faults
-    duration = message_time if faults is None else faults.exchange(i, j, message_time)
-    if duration is not None:
-        yield sim.env.timeout(duration)
-        if faults is None or faults.reachable(i, j):
-            return duration
-    yield sim.env.timeout(faults.timeout)
-    faults.note_failed_attempt(last=last_attempt)
-    return None
 
 
 class SynchronousClock:
@@ -68,6 +44,46 @@ class SynchronousClock:
         self.everyone = np.arange(sim.n)
         self.faults = sim.faults
         self.fault_rng = sim.streams.generator("faults/rounds") if sim.faults else None
+        # Step times are drawn ahead in blocks per node (the same values, in the same order,
+        # as one draw at a time), so that a round's n durations are one vectorized product.
+        # Transient stragglers interleave their on/off draws: those come one call at a time.
+        compute = sim.compute
+        self.blocks: np.ndarray | None = None
+        if not compute._transient:
+            self.width = ROUND_BLOCK
+            self.blocks = np.zeros((sim.n, ROUND_BLOCK))
+            self.cursor = np.full(sim.n, ROUND_BLOCK)
+            self.factors = np.asarray(compute.factors, dtype=np.float64)
+
+    def _take(self, nodes: np.ndarray) -> np.ndarray:
+        """The next base step time of each of ``nodes`` (distinct), refilling empty blocks."""
+        assert self.blocks is not None
+        cursor = self.cursor[nodes]
+        for node in nodes[cursor >= self.width].tolist():
+            self.blocks[node] = self.sim.compute._draw(self.timing[node], self.width)
+            self.cursor[node] = 0
+        cursor = self.cursor[nodes]
+        self.cursor[nodes] = cursor + 1
+        return self.blocks[nodes, cursor]
+
+    def durations(self, nodes: np.ndarray, steps: list[int] | None, now: float) -> np.ndarray:
+        """Compute time of each node's steps this round (as ``ComputeModel.duration``)."""
+        compute = self.sim.compute
+        if self.blocks is None:
+            return np.array(
+                [
+                    compute.duration(i, 1 if steps is None else steps[i], now, self.timing[i])
+                    for i in nodes
+                ]
+            )
+        if steps is None:
+            # One step: draw × factor, the same IEEE product as duration(i, 1).
+            return self._take(nodes) * self.factors[nodes]
+        out = np.empty(len(nodes))
+        for r, node in enumerate(nodes.tolist()):
+            draws = np.array([self._take(np.array([node]))[0] for _ in range(steps[node])])
+            out[r] = float((draws * self.factors[node]).sum())
+        return out
 
     def members(self) -> Generator[simpy.Event, object, np.ndarray]:
         """Wait until a round can start; return the nodes that take part in it."""
@@ -96,12 +112,7 @@ class SynchronousClock:
         sim = self.sim
         now = sim.env.now
         nodes = self.everyone if nodes is None else nodes
-        durations = np.array(
-            [
-                sim.compute.duration(i, 1 if steps is None else steps[i], now, self.timing[i])
-                for i in nodes
-            ]
-        )
+        durations = self.durations(nodes, steps, now)
         slowest = float(durations.max()) if len(durations) else 0.0
         extra = 0.0
         faults = self.faults

@@ -1,0 +1,178 @@
+"""The SimPy interpreter of node programs: the reference executor.
+
+One SimPy process per node walks the node's resolved program (:mod:`gossipsim.engine.program`)
+and turns each waiting instruction into the SimPy event it stands for — a timeout, a
+``simpy.Resource`` request, a fault model's recovery event — and every ``LOG`` into one
+operation submitted to the executor at that instant. The compiled loop
+(:mod:`gossipsim.engine.compiled`) interprets the same program; ``tests/test_programs.py``
+holds both to independently written SimPy generators.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from gossipsim.config import GeometricLocalSteps
+from gossipsim.engine import program as P
+from gossipsim.engine.batched import logged_operation
+from gossipsim.engine.executor import PushReceive, PushSend
+from gossipsim.engine.simulation import Simulation
+
+
+def exponential_peer(node: int, iteration: int, n: int) -> int:
+    """The out-peer of ``node`` at its ``iteration``-th push: 2^k hops ahead, k cycling."""
+    hops = 2 ** (iteration % max(1, math.ceil(math.log2(n))))
+    return (node + hops) % n
+
+
+def start_program(sim: Simulation, program: P.Program) -> None:
+    """Start every node of ``program``: compiled on the lean loop, SimPy processes otherwise."""
+    resolved = program.resolve(faults=sim.faults is not None)
+    if program.push_sum:
+        sim.executor.enable_push_sum()
+    if sim.lean:
+        from gossipsim.engine.compiled import ProgramKernel  # numba: fast runs only
+
+        ProgramKernel(sim, program, resolved)
+        return
+    locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)] if program.locks else []
+    messages = itertools.count()
+    for node in range(sim.n):
+        sim.env.process(node_process(sim, program, resolved, node, locks, messages))
+
+
+def node_process(
+    sim: Simulation,
+    program: P.Program,
+    resolved: P.Resolved,
+    i: int,
+    locks: list[simpy.Resource],
+    messages: itertools.count,
+) -> Generator[Any, object, None]:
+    """Node ``i`` running its program under SimPy, one instruction at a time."""
+    env = sim.env
+    faults = sim.faults
+    op = resolved.op.tolist()
+    arg = resolved.arg.tolist()
+    target = resolved.target.tolist()
+    constants = resolved.constants.tolist()
+    timing = sim.streams.generator("timing", i)
+    steps_rng = sim.streams.generator("local_steps", i)
+    pairing = sim.streams.generator("pairing", i)
+    neighbours = sim.neighbours[i]
+    local_steps = program.local_steps
+    geometric_p = 1.0 / local_steps.mean if isinstance(local_steps, GeometricLocalSteps) else 0.0
+    fixed_steps = getattr(local_steps, "value", 1)
+    requests: dict[int, Any] = {}
+    H, J, K, A = 1, -1, 0, 0
+    T = D = X = 0.0
+    pc = 0
+    while True:
+        code = op[pc]
+        if code == P.DRAW_STEPS:
+            H = int(steps_rng.geometric(geometric_p)) if geometric_p else fixed_steps
+        elif code == P.SET_STEPS:
+            H = arg[pc]
+        elif code == P.PICK_NEIGHBOUR:
+            J = int(neighbours[pairing.integers(len(neighbours))])
+        elif code == P.PICK_EXPONENTIAL_PEER:
+            J = exponential_peer(i, K, sim.n)
+        elif code == P.NEXT_ITERATION:
+            K += 1
+        elif code == P.MARK:
+            T = env.now
+        elif code == P.ADD_IDLE_SINCE_MARK:
+            sim.idle_time += env.now - T
+        elif code == P.DRAW_DURATION:
+            D = sim.compute.duration(i, H, env.now, timing)
+        elif code == P.ADD_COMM:
+            sim.comm_time += constants[arg[pc]]
+        elif code == P.ADD_COMM_X:
+            sim.comm_time += arg[pc] * X
+        elif code == P.LOG:
+            operation = arg[pc]
+            sim.submit(logged_operation(operation, i, H if operation == P.LOCAL else J))
+        elif code == P.COUNT_STEPS:
+            sim.count_local_steps(i, H)
+        elif code == P.COUNT_INTERACTION:
+            sim.count_interaction()
+        elif code == P.RELEASE:
+            lock = _lock(arg[pc], i, J)
+            locks[lock].release(requests.pop(lock))
+        elif code == P.SEND or code == P.SEND_X:
+            message = next(messages)
+            sim.submit(PushSend(i, J, message))
+            delay = constants[arg[pc]] if code == P.SEND else X
+            env.process(_deliver(sim, message, delay))
+        elif code == P.JUMP:
+            pc = target[pc]
+            continue
+        elif code == P.ACQUIRE:
+            lock = _lock(arg[pc], i, J)
+            request = locks[lock].request()
+            requests[lock] = request
+            yield request
+        elif code == P.COMPUTE:
+            yield env.timeout(sim.compute.duration(i, H, env.now, timing))
+        elif code == P.WAIT:
+            yield env.timeout(constants[arg[pc]])
+        elif code == P.WAIT_REST:
+            yield env.timeout(max(0.0, D - (env.now - T)))
+        elif code == P.IF_UP:
+            if faults.up(i):
+                pc = target[pc]
+                continue
+        elif code == P.IF_DOWN:
+            if not faults.up(i):
+                pc = target[pc]
+                continue
+        elif code == P.WAIT_UP:
+            yield faults.wait_up(i)
+        elif code == P.EXCHANGE:
+            duration = faults.exchange(i, J, constants[arg[pc]])
+            if duration is not None:
+                yield env.timeout(duration)
+                if faults.reachable(i, J):
+                    X = duration
+                    pc += 1
+                    continue
+            yield env.timeout(faults.timeout)
+            faults.note_failed_attempt(last=A == len(neighbours) - 1)
+            pc = target[pc]
+            continue
+        elif code == P.SET_ATTEMPT:
+            A = 0
+        elif code == P.NEXT_ATTEMPT:
+            A += 1
+            if A < len(neighbours):
+                pc = target[pc]
+                continue
+        elif code == P.MESSAGE:
+            delay = faults.message(i, constants[arg[pc]]) if faults.reachable(i, J) else None
+            if delay is None:
+                # No acknowledgement: the sender keeps what it would have sent.
+                faults.note_failed_attempt(last=True)
+                pc = target[pc]
+                continue
+            X = delay
+        else:
+            raise ValueError(f"program: unknown instruction {code} at {pc}")
+        pc += 1
+
+
+def _lock(which: int, i: int, j: int) -> int:
+    """The node's own lock, or the lower / higher id of the pair (locks go in id order)."""
+    if which == P.SELF:
+        return i
+    return min(i, j) if which == P.LOWER else max(i, j)
+
+
+def _deliver(sim: Simulation, message: int, delay: float) -> Generator[Any, object, None]:
+    yield sim.env.timeout(delay)
+    sim.submit(PushReceive(message))
+    sim.count_interaction()

@@ -1,0 +1,343 @@
+"""Node programs: what a node does, written once, as a short program over a fixed instruction set.
+
+An asynchronous algorithm describes one node (or the PS) as a list of instructions, read
+top to bottom like its paper's pseudocode: draw H, take the own lock, compute, log the
+local steps, pick a neighbour, lock both, exchange, log the average, loop. Two executors
+interpret the same resolved program:
+
+* :func:`gossipsim.engine.interpreter.node_process`, a SimPy process (the reference: one
+  operation at a time, SimPy's own environment and resources);
+* :mod:`gossipsim.engine.compiled`, a numba event loop with SimPy's ordering that logs the
+  operations for the batched executor's waves (the fast path).
+
+Each node has a few registers: ``H`` (local steps of this round), ``J`` (the partner or
+peer), ``T`` (a marked instant), ``D`` (a drawn compute duration), ``X`` (the duration of
+the last exchange or message), ``K`` (the node's iteration count) and ``A`` (the attempt
+number of a retried exchange).
+
+Instructions that only make sense with faults carry ``when=FAULTS`` (or ``NO_FAULTS`` for
+their fault-free counterpart); :meth:`Program.resolve` keeps the ones that apply to a run,
+so a fault-free run interprets no fault checks at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gossipsim.engine.batched import (
+    APPLY,
+    BUFFER,
+    LOCAL,
+    PAIR,
+    PUSH_RECEIVE,
+    PUSH_SEND,
+    PUSH_STEP,
+    SNAPSHOT,
+)
+
+__all__ = [
+    "ALWAYS",
+    "FAULTS",
+    "NO_FAULTS",
+    "Instruction",
+    "Program",
+    "Resolved",
+]
+
+# -- the instruction set -----------------------------------------------------------------------
+# Straight-line instructions (the node goes on at once):
+DRAW_STEPS = 0  # H ← the next local-steps draw (fixed value or geometric)
+SET_STEPS = 1  # H ← arg
+PICK_NEIGHBOUR = 2  # J ← a uniformly random neighbour in the topology (pairing stream)
+PICK_EXPONENTIAL_PEER = 3  # J ← i + 2^(K mod ⌈log2 n⌉) mod n (SGP's exponential graph)
+NEXT_ITERATION = 4  # K ← K + 1
+MARK = 5  # T ← now
+ADD_IDLE_SINCE_MARK = 6  # idle time += now − T
+DRAW_DURATION = 7  # D ← compute time of H steps (the timing stream), without waiting
+ADD_COMM = 8  # communication time += constant
+ADD_COMM_X = 9  # communication time += arg · X
+LOG = 10  # log the operation ``arg`` (a code of the batched executor) on this node
+COUNT_STEPS = 11  # H local steps done (the epochs stop rule)
+COUNT_INTERACTION = 12  # one interaction done (the interactions stop rule)
+RELEASE = 13  # release lock ``arg`` (SELF, LOWER, HIGHER)
+SEND = 14  # push-sum: send half to J; it arrives after constant seconds (a delivery process)
+SEND_X = 15  # the same, arriving after X seconds
+JUMP = 16  # go to ``target``
+# Instructions that wait (the node resumes at the next instruction):
+ACQUIRE = 17  # request lock ``arg`` and wait until it is granted
+COMPUTE = 18  # wait for the compute time of H steps (the timing stream)
+WAIT = 19  # wait a constant time
+WAIT_REST = 20  # wait max(0, D − (now − T)): the rest of a computation started at T
+# Fault instructions (they consult the run's fault model):
+IF_UP = 21  # go to ``target`` if this node is up
+IF_DOWN = 22  # go to ``target`` if this node is down
+WAIT_UP = 23  # wait until this node is back up
+EXCHANGE = 24  # a two-message exchange with J taking a constant (X ← its time), or fail:
+#                after the fault timeout, count it and go to ``target``
+SET_ATTEMPT = 25  # A ← 0
+NEXT_ATTEMPT = 26  # A ← A + 1; go to ``target`` while A < the node's degree
+MESSAGE = 27  # one message to J taking a constant (X ← its time) or, lost, go to ``target``
+
+NAMES = (
+    "DRAW_STEPS",
+    "SET_STEPS",
+    "PICK_NEIGHBOUR",
+    "PICK_EXPONENTIAL_PEER",
+    "NEXT_ITERATION",
+    "MARK",
+    "ADD_IDLE_SINCE_MARK",
+    "DRAW_DURATION",
+    "ADD_COMM",
+    "ADD_COMM_X",
+    "LOG",
+    "COUNT_STEPS",
+    "COUNT_INTERACTION",
+    "RELEASE",
+    "SEND",
+    "SEND_X",
+    "JUMP",
+    "ACQUIRE",
+    "COMPUTE",
+    "WAIT",
+    "WAIT_REST",
+    "IF_UP",
+    "IF_DOWN",
+    "WAIT_UP",
+    "EXCHANGE",
+    "SET_ATTEMPT",
+    "NEXT_ATTEMPT",
+    "MESSAGE",
+)  # by code
+assert NAMES.index("MESSAGE") == MESSAGE
+WAITING = frozenset({ACQUIRE, COMPUTE, WAIT, WAIT_REST, WAIT_UP, EXCHANGE})
+# Instructions that only the SimPy interpreter runs (they consult the fault model or its X).
+FAULT_ONLY = frozenset(
+    {IF_UP, IF_DOWN, WAIT_UP, EXCHANGE, SET_ATTEMPT, NEXT_ATTEMPT, MESSAGE, ADD_COMM_X, SEND_X}
+)
+# Which lock ACQUIRE / RELEASE mean: the node's own, or the lower / higher id of {i, J}.
+SELF, LOWER, HIGHER = 0, 1, 2
+# The operations a node may log, by name (codes of the batched executor's log).
+OPERATIONS = {
+    "local_steps": LOCAL,
+    "pair_average": PAIR,
+    "buffer_exchange": BUFFER,
+    "gradient_snapshot": SNAPSHOT,
+    "apply_gradient": APPLY,
+    "push_sum_step": PUSH_STEP,
+    "push_send": PUSH_SEND,
+    "push_receive": PUSH_RECEIVE,
+}
+
+ALWAYS, FAULTS, NO_FAULTS = "always", "faults", "no_faults"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: its code, an integer or constant argument, a jump target label."""
+
+    op: int
+    arg: float = 0
+    target: str | None = None
+    when: str = ALWAYS
+    label: str | None = None  # a label placed on this instruction
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A program with the instructions of one run, labels turned into positions.
+
+    ``op``, ``arg`` (an integer argument or an index into ``constants``) and ``target``
+    are what both interpreters read.
+    """
+
+    op: np.ndarray
+    arg: np.ndarray
+    target: np.ndarray
+    constants: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.op.shape[0])
+
+    def listing(self) -> str:
+        """The program as text, one instruction a line (for docs and debugging)."""
+        lines = []
+        for pc in range(len(self)):
+            op = int(self.op[pc])
+            text = f"{pc:3d} {NAMES[op]}"
+            if op in (WAIT, ADD_COMM, SEND, EXCHANGE, MESSAGE):
+                text += f" {self.constants[self.arg[pc]]:g}"
+            elif op in (SET_STEPS, ADD_COMM_X, ACQUIRE, RELEASE, LOG):
+                text += f" {int(self.arg[pc])}"
+            if self.target[pc] >= 0:
+                text += f" -> {int(self.target[pc])}"
+            lines.append(text)
+        return "\n".join(lines)
+
+
+@dataclass
+class Program:
+    """A node's behaviour: instructions, plus what the node needs from the run.
+
+    ``local_steps`` is the algorithm's H (a fixed or geometric config; None when the
+    program never draws H), ``locks`` whether nodes lock each other (blocking exchanges),
+    ``push_sum`` whether the executor keeps push-sum numerators and weights, ``buffers``
+    whether it keeps non-blocking communication buffers.
+    """
+
+    instructions: list[Instruction]
+    local_steps: object = None
+    locks: bool = False
+    push_sum: bool = False
+    buffers: bool = False
+    constants: list[float] = field(default_factory=list)
+
+    def resolve(self, faults: bool) -> Resolved:
+        """The instructions that apply to a run with (or without) faults, labels resolved."""
+        keep: list[Instruction] = []
+        positions: dict[str, int] = {}
+        for ins in self.instructions:
+            if ins.label is not None:
+                # A label on a dropped instruction marks the next instruction kept.
+                positions[ins.label] = len(keep)
+            if ins.when == ALWAYS or (ins.when == FAULTS) == faults:
+                keep.append(ins)
+        constants: list[float] = []
+        op = np.zeros(len(keep), dtype=np.int64)
+        arg = np.zeros(len(keep), dtype=np.int64)
+        target = np.full(len(keep), -1, dtype=np.int64)
+        for pc, ins in enumerate(keep):
+            op[pc] = ins.op
+            if ins.op in (WAIT, ADD_COMM, SEND, EXCHANGE, MESSAGE):
+                constants.append(float(ins.arg))
+                arg[pc] = len(constants) - 1
+            else:
+                arg[pc] = int(ins.arg)
+            if ins.target is not None:
+                if positions.get(ins.target, len(keep)) >= len(keep):
+                    raise ValueError(f"program: jump to unknown label {ins.target!r}")
+                target[pc] = positions[ins.target]
+        if len(keep) == 0 or keep[-1].op != JUMP:
+            raise ValueError("program: a node program must end with a jump (nodes loop forever)")
+        return Resolved(op, arg, target, np.array(constants + [0.0], dtype=np.float64))
+
+
+# -- the instructions as they read in an algorithm's module ------------------------------------
+
+
+def label(name: str, instruction: Instruction) -> Instruction:
+    """``instruction`` with a label other instructions can jump to."""
+    return Instruction(instruction.op, instruction.arg, instruction.target, instruction.when, name)
+
+
+def draw_local_steps() -> Instruction:
+    return Instruction(DRAW_STEPS)
+
+
+def set_steps(steps: int) -> Instruction:
+    return Instruction(SET_STEPS, steps)
+
+
+def pick_neighbour() -> Instruction:
+    return Instruction(PICK_NEIGHBOUR)
+
+
+def pick_exponential_peer() -> Instruction:
+    return Instruction(PICK_EXPONENTIAL_PEER)
+
+
+def next_iteration() -> Instruction:
+    return Instruction(NEXT_ITERATION)
+
+
+def mark() -> Instruction:
+    return Instruction(MARK)
+
+
+def add_idle_since_mark() -> Instruction:
+    return Instruction(ADD_IDLE_SINCE_MARK)
+
+
+def draw_duration() -> Instruction:
+    return Instruction(DRAW_DURATION)
+
+
+def add_comm(seconds: float, when: str = ALWAYS) -> Instruction:
+    return Instruction(ADD_COMM, seconds, when=when)
+
+
+def add_comm_exchanged(times: int, when: str = FAULTS) -> Instruction:
+    return Instruction(ADD_COMM_X, times, when=when)
+
+
+def log(operation: str) -> Instruction:
+    return Instruction(LOG, OPERATIONS[operation])
+
+
+def count_steps() -> Instruction:
+    return Instruction(COUNT_STEPS)
+
+
+def count_interaction() -> Instruction:
+    return Instruction(COUNT_INTERACTION)
+
+
+def acquire(lock: int) -> Instruction:
+    return Instruction(ACQUIRE, lock)
+
+
+def release(lock: int, when: str = ALWAYS) -> Instruction:
+    return Instruction(RELEASE, lock, when=when)
+
+
+def send(seconds: float, when: str = ALWAYS) -> Instruction:
+    return Instruction(SEND, seconds, when=when)
+
+
+def send_exchanged(when: str = FAULTS) -> Instruction:
+    return Instruction(SEND_X, when=when)
+
+
+def jump(target: str, when: str = ALWAYS) -> Instruction:
+    return Instruction(JUMP, target=target, when=when)
+
+
+def compute() -> Instruction:
+    return Instruction(COMPUTE)
+
+
+def wait(seconds: float, when: str = ALWAYS) -> Instruction:
+    return Instruction(WAIT, seconds, when=when)
+
+
+def wait_rest() -> Instruction:
+    return Instruction(WAIT_REST)
+
+
+def if_up(target: str) -> Instruction:
+    return Instruction(IF_UP, target=target, when=FAULTS)
+
+
+def if_down(target: str) -> Instruction:
+    return Instruction(IF_DOWN, target=target, when=FAULTS)
+
+
+def wait_up() -> Instruction:
+    return Instruction(WAIT_UP, when=FAULTS)
+
+
+def exchange(seconds: float, failed: str) -> Instruction:
+    return Instruction(EXCHANGE, seconds, target=failed, when=FAULTS)
+
+
+def set_attempt() -> Instruction:
+    return Instruction(SET_ATTEMPT, when=FAULTS)
+
+
+def next_attempt(retry: str) -> Instruction:
+    return Instruction(NEXT_ATTEMPT, target=retry, when=FAULTS)
+
+
+def message(seconds: float, lost: str) -> Instruction:
+    return Instruction(MESSAGE, seconds, target=lost, when=FAULTS)
