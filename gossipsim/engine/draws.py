@@ -79,6 +79,7 @@ class NodeClock:
                 known = self.compute.duration(self.node, steps, now, self.rng)
                 self._fixed[steps] = known
             return known
+        assert self._base is not None  # not deterministic (``_fixed`` is None)
         if steps == 1:
             # Same IEEE product as ``float((draw * factor).sum())`` on a one-element array.
             return self._base.take() * self.factor

@@ -78,6 +78,7 @@ class SynchronousClock:
             down = [int(node) for node in np.flatnonzero(~faults.node_up)]
             if down:
                 faults.counts["stalled_rounds"] += 1
+                assert isinstance(self.sim.env, simpy.Environment)  # faults run on SimPy
                 yield self.sim.env.all_of([faults.wait_up(node) for node in down])
             return self.everyone
         return faults.alive()
@@ -98,7 +99,7 @@ class SynchronousClock:
         nodes = self.everyone if nodes is None else nodes
         durations = np.array(
             [
-                sim.compute.duration(i, 1 if steps is None else steps[i], now, self.timing[i])
+                sim.compute.duration(int(i), 1 if steps is None else steps[i], now, self.timing[i])
                 for i in nodes
             ]
         )

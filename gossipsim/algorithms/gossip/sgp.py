@@ -52,7 +52,7 @@ def node_process(
         sim.submit(PushSumStep(i))
         sim.count_local_steps(i, 1)
         peer = exponential_peer(i, iteration, sim.n)
-        delay = message_time
+        delay: float | None = message_time
         if faults is not None:
             delay = faults.message(i, message_time) if faults.reachable(i, peer) else None
             if delay is None:
@@ -60,6 +60,7 @@ def node_process(
                 # numerators and weights stay consistent (nothing is created or lost).
                 faults.note_failed_attempt(last=True)
                 continue
+        assert delay is not None
         message = next(message_ids)
         sim.comm_time += delay
         sim.submit(PushSend(i, peer, message))

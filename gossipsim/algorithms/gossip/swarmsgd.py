@@ -46,6 +46,7 @@ def start(sim: Simulation) -> None:
 
         start_fast(sim, config, message_time)
         return
+    assert isinstance(sim.env, simpy.Environment)  # not lean
     process = nonblocking_node if config.nonblocking else blocking_node
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)]
     for node in range(sim.n):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -647,7 +647,7 @@ class SwarmKernel:
         I[LOCAL_CODE] = LOCAL
         # The log: the batched executor's own capacity, else one operation at a time so that
         # each is submitted at its own instant.
-        capacity = executor.flush_every if self.batched else 1
+        capacity = executor.flush_every if isinstance(executor, BatchedExecutor) else 1
         I[LOG_CAP] = capacity
         F[NOW] = env.now
         F[MESSAGE_TIME] = message_time
@@ -715,7 +715,7 @@ class SwarmKernel:
         self.python: dict[int, tuple[Callable[[Any], None], Any]] = {}
         self._ids = 0
         env.attach(self)
-        if self.batched:
+        if isinstance(executor, BatchedExecutor):  # self.batched
             executor.external_logs.append(self.drain)
         urgent_kind, urgent_node = self.urgent
         urgent_kind[:n] = TOP
@@ -772,7 +772,8 @@ class SwarmKernel:
         I[LOG_LEN] = 0
         if self.batched:
             self.last[:] = 0
-            self.sim.executor.apply_log(self.lcode[:m], self.la[:m], self.lb[:m], self.llevel[:m])
+            executor = cast(BatchedExecutor, self.sim.executor)
+            executor.apply_log(self.lcode[:m], self.la[:m], self.lb[:m], self.llevel[:m])
             return
         submit = self.sim.submit
         for code, a, b in zip(

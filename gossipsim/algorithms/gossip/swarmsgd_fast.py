@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from heapq import heappush
+from typing import Any
 
 from gossipsim.config import FixedLocalSteps, SwarmSGDConfig
 from gossipsim.engine.batched import BUFFER, LOCAL, PAIR, BatchedExecutor
@@ -83,8 +84,8 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
     durations = [clock.duration for clock in clocks]
     one_step = [clock.one_step for clock in clocks]
     fixed = config.local_steps if isinstance(config.local_steps, FixedLocalSteps) else None
-    steps_rng = streams.generators("local_steps", n) if fixed is None else [None] * n
-    draw_steps = [
+    steps_rng: list[Any] = streams.generators("local_steps", n) if fixed is None else [None] * n
+    draw_steps: list[Any] = [  # None where the step count is fixed
         local_step_draws(config.local_steps, steps_rng[i]) if fixed is None else None
         for i in range(n)
     ]
@@ -145,7 +146,7 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
     # at the continuation it registered when it requested the lock.
     exchange_time = 2 * message_time  # both partners send at once
     held = [False] * n
-    queue = [deque() for _ in range(n)]
+    queue: list[deque[int]] = [deque() for _ in range(n)]
     resume: list[Callable[[int], None]] = [top_placeholder] * n
     waiting_since = [0.0] * n
 
@@ -165,7 +166,7 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
             head = waiting.popleft()
             soon.append((resume[head], head))
 
-    def top(i: int) -> None:
+    def top(i: int) -> None:  # type: ignore[no-redef]  # the blocking path's own
         if fixed is None:
             steps[i] = draw_steps[i]()
         request(i, i, after_own_lock)
@@ -182,7 +183,7 @@ def start_fast(sim: Simulation, config: SwarmSGDConfig, message_time: float) -> 
         else:
             heappush(heap, (at, next(insertion), after_compute, i))
 
-    def after_compute(i: int) -> None:
+    def after_compute(i: int) -> None:  # type: ignore[no-redef]  # the blocking path's own
         s = steps[i]
         log_local(i, s)
         sim.local_steps += s
