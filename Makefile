@@ -28,6 +28,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gossipsim tests benchmarks
 	$(BIN)/ruff format --check gossipsim tests benchmarks
+	$(BIN)/mypy gossipsim
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

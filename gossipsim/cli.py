@@ -27,6 +27,7 @@ def _progress_bar(
     elif stop.iterations is not None:
         key, total, unit = "iteration", stop.iterations, "iterations"
     else:
+        assert stop.epochs is not None  # StopConfig requires at least one bound
         key, total, unit = "epochs", stop.epochs, "epochs"
     bar = tqdm(
         total=float(total),

@@ -446,7 +446,18 @@ ALGORITHM_CONFIGS: tuple[type[Section], ...] = (
     LocalSGDConfig,
     GradientCodingConfig,
 )
-AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]  # noqa: UP007
+if typing.TYPE_CHECKING:  # the same members, spelled out: a type checker cannot unpack the tuple
+    AlgorithmConfig = (
+        SwarmSGDConfig
+        | DPSGDConfig
+        | ADPSGDConfig
+        | SGPConfig
+        | AllReduceConfig
+        | LocalSGDConfig
+        | GradientCodingConfig
+    )
+else:
+    AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]  # noqa: UP007
 
 
 # --------------------------------------------------------------------------------------------
@@ -733,7 +744,7 @@ def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]
             model = None
             continue
         field = model.model_fields[item]
-        annotation = field.annotation
+        annotation: Any = field.annotation
         if field.discriminator and isinstance(annotation, type):  # a one-member union collapses
             annotation = Union[annotation, None]  # noqa: UP007
         members = _union_members(annotation)

@@ -76,7 +76,7 @@ class FaultModel:
                     rng = self.streams.generator("faults/crash", node)
                     at = float(rng.exponential(1 / crash.rate))
                     self.crash_time[node] = min(self.crash_time[node], at)
-            for node in np.flatnonzero(np.isfinite(self.crash_time)):
+            for node in np.flatnonzero(np.isfinite(self.crash_time)).tolist():
                 self.env.process(self._crash_at(int(node), float(self.crash_time[node])))
         recover = self.config.crash_recover
         if recover is not None and recover.rate > 0:

@@ -10,7 +10,7 @@ or display backend is touched (safe in workers, notebooks and headless CI alike)
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +266,7 @@ def _colormap(name: str) -> Any:
     return matplotlib.colormaps[name]
 
 
-def _ordered(values: Sequence[Any]) -> list[Any]:
+def _ordered(values: Iterable[Any]) -> list[Any]:
     """Numeric values in numeric order; anything else in the order of the sweep."""
     values = list(values)
     keys = [_sort_key(v) for v in values]

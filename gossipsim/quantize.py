@@ -245,6 +245,7 @@ class LatticeQuantizer(Quantizer):
         if REF is None:
             raise ValueError("lattice quantizer needs a reference (the receiver's model)")
         X, REF = _as_batch(X, REF, rngs)
+        assert REF is not None  # checked above; _as_batch keeps it
         k, d = X.shape
         eps, q = self.epsilon, float(self.q)
         U = _uniforms(rngs, d) if self.dither else np.zeros((k, d))

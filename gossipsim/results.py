@@ -57,7 +57,10 @@ def code_fingerprint() -> str:
 
 def environment() -> dict[str, Any]:
     """Versions, revision and source fingerprint that decide what a run computes."""
-    versions = {"python": platform.python_version(), "gossipsim": gossipsim.__version__}
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "gossipsim": gossipsim.__version__,
+    }
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

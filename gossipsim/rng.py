@@ -13,6 +13,7 @@ SeedSequence states of all nodes at once with numpy (the same uint32 hashing as 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 from numpy.random.bit_generator import ISeedSequence
@@ -60,7 +61,7 @@ def _seed_states(seed: int, keys: np.ndarray) -> np.ndarray:
         return value ^ (value >> _XSHIFT)
 
     def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        result = np.uint32(_MIX_MULT_L) * x - np.uint32(_MIX_MULT_R) * y
+        result: np.ndarray = np.uint32(_MIX_MULT_L) * x - np.uint32(_MIX_MULT_R) * y
         return result ^ (result >> _XSHIFT)
 
     with np.errstate(over="ignore"):
@@ -90,7 +91,7 @@ class _DerivedState(ISeedSequence):
     def __init__(self, state: np.ndarray) -> None:
         self.state = state
 
-    def generate_state(self, n_words: int, dtype: type = np.uint32) -> np.ndarray:
+    def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray:
         if n_words != 4 or np.dtype(dtype) != np.uint64:
             raise ValueError("only PCG64's request (4 uint64 words) was derived ahead")
         return self.state
@@ -132,7 +133,8 @@ class Streams:
             [_name_key(stream_name(purpose, i)) for i in range(n)], dtype=np.uint32
         ).reshape(n, 2)
         states = _seed_states(self.seed, keys)
-        return [np.random.Generator(np.random.PCG64(_DerivedState(row))) for row in states]
+        # PCG64 takes any ISeedSequence; numpy's stubs name only SeedSequence.
+        return [np.random.Generator(np.random.PCG64(_DerivedState(row))) for row in states]  # type: ignore[arg-type]
 
     def child(self, index: int) -> Streams:
         """Streams of replicate ``index`` (independent of the parent's streams)."""

@@ -96,6 +96,7 @@ def prepare(config: RunConfig) -> Prepared:
     except ValueError as exc:
         raise _located(config, "objective", exc) from None
     if gradient_coding:  # sizes, assignment and chunks checked before the run
+        assert isinstance(config.algorithm, GradientCodingConfig)
         try:
             coding.validate(config.algorithm, problem.n_train)
         except ValueError as exc:

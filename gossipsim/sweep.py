@@ -253,7 +253,7 @@ def _parse_sweep(
                 items.append((str(name), body, (*root, "cases", str(name))))
         elif isinstance(cases, list):
             for i, body in enumerate(cases):
-                where = (*root, "cases", i)
+                where: tuple[Any, ...] = (*root, "cases", i)
                 if not isinstance(body, dict) or "name" not in body:
                     raise _sweep_error(
                         source, positions, where, "each case needs a 'name' and dotted keys"
@@ -272,7 +272,7 @@ def _parse_sweep(
             raise _sweep_error(
                 source, positions, (*root, "cases"), f"case name '{duplicate}' is used twice"
             )
-        choices = []
+        choices: list[tuple[dict[str, Any], str | None]] = []
         for name, body, where in items:
             if not isinstance(body, dict):
                 raise _sweep_error(source, positions, where, "must map dotted keys to values")
@@ -644,8 +644,9 @@ def run_sweep(
     for run in sweep.runs:
         meta = existing_meta(out, sweep.name, run.run_id)
         done = meta is not None and meta.get("status") in DONE_STATUSES
-        stale = done and meta.get("code") != code
+        stale = done and meta is not None and meta.get("code") != code
         if done and not (stale and rerun_stale):
+            assert meta is not None
             results[run.index] = RunResult(
                 run.index,
                 run.run_id,
@@ -659,6 +660,7 @@ def run_sweep(
         else:
             pending.append(run)
 
+    tasks: list[tuple[dict[str, Any], dict[str, Any], str, str]]
     tasks = [(run.config.resolved(), run.sweep_meta(), str(out), results_on) for run in pending]
     bar = tqdm(
         total=len(sweep.runs),

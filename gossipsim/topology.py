@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import networkx as nx
 import numpy as np
@@ -42,7 +43,7 @@ class _Params:
     path: str | None
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int | np.integer]:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
@@ -56,7 +57,7 @@ def _need_int(name: str, v: object, minimum: int) -> int:
     return int(v)
 
 
-def _need_prob(name: str, v: object, *, allow_zero: bool) -> float:
+def _need_prob(name: str, v: Any, *, allow_zero: bool) -> float:
     try:
         f = float(v)
     except (TypeError, ValueError):

@@ -105,10 +105,8 @@ REGISTRY: dict[str, Algorithm] = {
 ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
     kind: entry.start for kind, entry in REGISTRY.items()
 }
-missing = {c.model_fields["kind"].annotation.__args__[0] for c in C.ALGORITHM_CONFIGS} - set(
-    REGISTRY
-)
-assert not missing, f"algorithm configs without a registry entry: {missing}"
+_unregistered = {kind for model in C.ALGORITHM_CONFIGS for kind in _kinds(model)} - set(REGISTRY)
+assert not _unregistered, f"algorithm configs without a registry entry: {_unregistered}"
 
 
 def get_algorithm(kind: str) -> Callable[[Simulation], None]:

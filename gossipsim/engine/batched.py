@@ -143,6 +143,7 @@ class BatchedExecutor(SequentialExecutor):
         super().__init__(models, problem, lr, quantizer, streams, buffers)
         self.n = models.shape[0]
         self.sampler = MinibatchSampler(problem, self.sampling)
+        assert problem.features is not None and problem.targets is not None  # __post_init__
         self.features = problem.features
         self.targets = problem.targets
         self.flush_every = flush_every
@@ -196,7 +197,7 @@ class BatchedExecutor(SequentialExecutor):
             self._a: list[int] = []
             self._b: list[int] = []
             self._level: list[int] = []
-            self._last = [0] * self.n
+            self._last: list[int] = [0] * self.n
         self._barriers: dict[int, Operation] = {}
 
     def log_lists(self) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
@@ -252,24 +253,32 @@ class BatchedExecutor(SequentialExecutor):
     def submit(self, op: Operation) -> None:
         kind = type(op)
         if kind is LocalSteps:
+            assert isinstance(op, LocalSteps)
             self.log_local(op.node, op.steps)
             return
         if kind is PairAverage:
+            assert isinstance(op, PairAverage)
             self.log_pair(PAIR, op.i, op.j)
             return
         if kind is BufferExchange:
+            assert isinstance(op, BufferExchange)
             self.log_pair(BUFFER, op.i, op.j)
             return
         if kind is GradientSnapshot:
+            assert isinstance(op, GradientSnapshot)
             self._log_single(SNAPSHOT, op.node)
         elif kind is ApplyGradient:
+            assert isinstance(op, ApplyGradient)
             self._log_single(APPLY, op.node)
         elif kind is PushSumStep:
+            assert isinstance(op, PushSumStep)
             self._log_single(PUSH_STEP, op.node)
         elif kind is PushSend:
+            assert isinstance(op, PushSend)
             self._message_dest[op.message] = op.j
             self._message_level[op.message] = self._log_single(PUSH_SEND, op.i, op.message)
         elif kind is PushReceive:
+            assert isinstance(op, PushReceive)
             # The destination is known from the send, logged or (if flushed) in flight.
             dest = self._message_dest.get(op.message)
             if dest is None:

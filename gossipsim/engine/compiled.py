@@ -744,7 +744,7 @@ class ProgramKernel:
         I[PYTHON_DURATIONS] = int(bool(compute._transient))
         # The log: the batched executor's own capacity, else one instant at a time so that
         # each operation is submitted at its own time.
-        capacity = executor.flush_every if self.batched else 1
+        capacity = executor.flush_every if isinstance(executor, BatchedExecutor) else 1
         I[LOG_CAP] = capacity
         F[NOW] = env.now
         epochs = sim.config.stop.epochs
@@ -822,7 +822,7 @@ class ProgramKernel:
         self.python: dict[int, tuple[Callable[[Any], None], Any]] = {}
         self._ids = 0
         env.attach(self)
-        if self.batched:
+        if isinstance(executor, BatchedExecutor):
             executor.external_logs.append(self.drain)
         urgent_kind, urgent_node = self.urgent
         urgent_kind[:n] = 0  # every node starts at its first instruction

@@ -40,6 +40,7 @@ def start_program(sim: Simulation, program: P.Program) -> None:
 
         ProgramKernel(sim, program, resolved)
         return
+    assert isinstance(sim.env, simpy.Environment)
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)] if program.locks else []
     messages = itertools.count()
     for node in range(sim.n):

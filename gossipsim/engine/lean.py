@@ -107,12 +107,12 @@ class LeanEnvironment:
 
     # -- SimPy-compatible surface (generator processes yielding timeouts) -------------------
 
-    def timeout(self, delay: float) -> float:
+    def timeout(self, delay: float) -> Any:  # the delay, which stands in for SimPy's Timeout
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
         return delay
 
-    def process(self, generator: Generator[float, object, None]) -> Generator:
+    def process(self, generator: Generator[Any, object, object]) -> Generator[Any, object, object]:
         self.start(self._resume, generator)
         return generator
 

@@ -80,9 +80,9 @@ class LinearMetrics:
 
     def __init__(self, objective: Objective, head: int, X_train, y_train, X_test, y_test) -> None:
         self.head = head
-        self.m = int(objective.net.sizes[-1])  # type: ignore[attr-defined]
-        self.l2 = float(objective.l2)  # type: ignore[attr-defined]
-        targets = objective.head.targets  # type: ignore[attr-defined]
+        self.m = int(objective.net.sizes[-1])
+        self.l2 = float(objective.l2)
+        targets = objective.head.targets
         self.train = (np.ascontiguousarray(X_train, dtype=np.float64),
                       np.ascontiguousarray(targets(y_train), dtype=np.float64))  # fmt: skip
         self.test = (np.ascontiguousarray(X_test, dtype=np.float64),

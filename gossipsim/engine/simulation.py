@@ -19,7 +19,7 @@ import simpy
 
 from gossipsim.config import RunConfig
 from gossipsim.engine.executor import Operation, SequentialExecutor
-from gossipsim.engine.lean import LeanEnvironment
+from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.problem import Problem
 from gossipsim.metrics import consensus_distance, mean_model
 from gossipsim.rng import Streams
@@ -134,6 +134,7 @@ class Simulation:
 
     def stop_requested(self, reason: str) -> None:
         """A compiled loop requested the stop and queued the stop event itself."""
+        assert isinstance(self._stop_event, LeanEvent)  # compiled loops run on the lean loop
         if not self._stop_event.triggered:
             self._stop_reason = reason
             self._stop_event.triggered = True
@@ -201,7 +202,8 @@ class Simulation:
         if self.config.stop.time is not None:
             self.env.process(self._timer(self.config.stop.time))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            self.env.run(until=self._stop_event)
+            # The stop event is the environment's own (a type checker cannot pair them up).
+            self.env.run(until=self._stop_event)  # type: ignore[arg-type]
             if self.rows[-1]["time"] < self.env.now:
                 last = self.record()
                 if not (math.isfinite(last["loss"]) and math.isfinite(last["consensus"])):

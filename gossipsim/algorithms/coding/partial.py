@@ -56,7 +56,7 @@ def processed(pos: np.ndarray, state: np.ndarray) -> np.ndarray:
 
 def covered(pos: np.ndarray, state: np.ndarray) -> np.ndarray:
     """``(m,)`` bool: chunk processed by at least one worker (the exact-recovery condition)."""
-    return processed(pos, state).any(axis=0)
+    return np.asarray(processed(pos, state).any(axis=0))
 
 
 def constraint_matrix(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -160,7 +160,7 @@ def report_events(
     """
     n, slots = D.shape
     finish = _finish_times(D, slots, net.model)
-    events = []
+    events: list[tuple[float, float, int, int]] = []
     for i in range(n):
         if report_every <= 0:
             sends = [(float(t), k + 1) for k, t in enumerate(finish[i])]

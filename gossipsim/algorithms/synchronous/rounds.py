@@ -72,7 +72,7 @@ class SynchronousClock:
         if self.blocks is None:
             return np.array(
                 [
-                    compute.duration(i, 1 if steps is None else steps[i], now, self.timing[i])
+                    compute.duration(int(i), 1 if steps is None else steps[i], now, self.timing[i])
                     for i in nodes
                 ]
             )
@@ -94,6 +94,7 @@ class SynchronousClock:
             down = [int(node) for node in np.flatnonzero(~faults.node_up)]
             if down:
                 faults.counts["stalled_rounds"] += 1
+                assert isinstance(self.sim.env, simpy.Environment)  # faults run on SimPy
                 yield self.sim.env.all_of([faults.wait_up(node) for node in down])
             return self.everyone
         return faults.alive()
