@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from gossipsim.algorithms import coding, get_algorithm
+from gossipsim.algorithms import REGISTRY, coding, get_algorithm
 from gossipsim.budget import check_memory, node_count
 from gossipsim.config import (
     ConfigError,
@@ -143,8 +143,11 @@ def build_simulation(
     batched = config.engine.executor == "batched"
     faulty = config.faults.active
     if lean is None:
-        # Faults are interpreted by the SimPy processes; the compiled loop has none.
-        lean = batched and algorithm.kind != "gradient_coding" and not faulty
+        # Node programs run on the lean loop with or without faults; the synchronous
+        # methods' fault handling (waiting for all of a round's nodes) needs SimPy.
+        lean = batched and algorithm.kind != "gradient_coding"
+        if faulty and REGISTRY[algorithm.kind].program is None:
+            lean = False
     if executor_class is None:
         executor_class = BatchedExecutor if batched else SequentialExecutor
     executor = executor_class(

@@ -7,7 +7,7 @@ compiled loop — with an executor that records each operation and the time it w
 submitted. All three must give the same operations at the same times in the same order
 (ties included), the same recorded rows and the same counters: for every variant the
 registry declares, every quantizer it accepts, every objective, every timing model, and
-(SimPy interpreter; the compiled loop does not run faults) every fault.
+every fault.
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ FAULTS = {
 @pytest.mark.parametrize(("kind", "extra"), CASES)
 def test_programs_replay_the_oracle_with_faults(kind, extra, fault):
     config = config_for(kind, extra, faults={**FAULTS[fault], "timeout": 0.3})
-    run = check_same(config, compiled_too=False)
+    run = check_same(config)
+    assert isinstance(run[4].env.kernel, ProgramKernel)
     assert sum(run[4].faults.counts.values()) > 0  # the fault did happen
 
 

@@ -47,22 +47,28 @@ from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.program import (
     ACQUIRE,
     ADD_COMM,
+    ADD_COMM_X,
     ADD_IDLE_SINCE_MARK,
     COMPUTE,
     COUNT_INTERACTION,
     COUNT_STEPS,
     DRAW_DURATION,
     DRAW_STEPS,
+    IF_DOWN,
+    IF_UP,
     JUMP,
     LOG,
     LOWER,
     MARK,
+    NEXT_ATTEMPT,
     NEXT_ITERATION,
     PICK_EXPONENTIAL_PEER,
     PICK_NEIGHBOUR,
     RELEASE,
     SELF,
     SEND,
+    SEND_X,
+    SET_ATTEMPT,
     SET_STEPS,
     WAIT,
     WAIT_REST,
@@ -73,7 +79,7 @@ from gossipsim.jit import jit
 # Engine events (negative kinds; a kind >= 0 is the instruction a node resumes at).
 EXTERNAL, STOP, RELEASE_EVENT, DELIVER_START, DELIVER = -1, -2, -3, -4, -5
 # Why the kernel returned.
-R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY = range(7)
+R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY, R_CALL = range(8)
 # Slots of the integer state vector.
 (
     HEAP_SIZE,
@@ -104,8 +110,10 @@ R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY = range(7)
     PYTHON_DURATIONS,
     EXPONENT_CYCLE,
     N_NODES,
+    CALL_NODE,
+    CALL_PC,
     N_INTS,
-) = range(29)
+) = range(31)
 # Slots of the float state vector.
 NOW, IDLE, COMM, EPOCHS_LIMIT, N_FLOATS = range(5)
 # Random values served in blocks, and durations computed by Python.
@@ -390,8 +398,8 @@ def _log(lcode, la, lb, lc, llevel, m, code, a, b, c, level):
 def run_kernel(
     I, F, ht, hs, hk, hn, sk, sn, uk, un,
     held, qhead, qtail, qnext, resume,
-    H, J, K, A, T, D,
-    op, arg, target, consts,
+    H, J, K, A, T, D, X,
+    op, arg, target, consts, node_up, degree,
     factor, batch,
     tbuf, tcur, tend, pbuf, pcur, pend, gbuf, gcur, gend, scratch, preset,
     lcode, la, lb, lc, llevel, last,
@@ -546,6 +554,19 @@ def run_kernel(
                 idle += now - T[i]
             elif code == ADD_COMM:
                 comm += consts[arg[pc]]
+            elif code == ADD_COMM_X:
+                comm += arg[pc] * X[i]
+            elif code == IF_UP or code == IF_DOWN:
+                if node_up[i] == (code == IF_UP):
+                    pc = target[pc]
+                    continue
+            elif code == SET_ATTEMPT:
+                A[i] = 0
+            elif code == NEXT_ATTEMPT:
+                A[i] += 1
+                if A[i] < degree[i]:
+                    pc = target[pc]
+                    continue
             elif code == LOG:
                 if m >= log_size:
                     suspend = -2
@@ -591,7 +612,7 @@ def run_kernel(
                 held[lock] = 0
                 _put(sk, sn, shead, slen, RELEASE_EVENT, lock)
                 slen += 1
-            elif code == SEND:
+            elif code == SEND or code == SEND_X:
                 if free_len == 0 or ulen + URGENT_ROOM > urgent_cap:
                     suspend = -2
                     reason = R_GROW
@@ -608,7 +629,7 @@ def run_kernel(
                 _log(lcode, la, lb, lc, llevel, m, PUSH_SEND, i, next_message, j, level)
                 m += 1
                 mdest[slot] = j
-                mdelay[slot] = consts[arg[pc]]
+                mdelay[slot] = consts[arg[pc]] if code == SEND else X[i]
                 mlevel[slot] = level
                 mid[slot] = next_message
                 next_message += 1
@@ -666,14 +687,17 @@ def run_kernel(
                 )
                 break
             else:
-                # Fault instructions are interpreted by the SimPy path only (see supported()).
+                # WAIT_UP, EXCHANGE, MESSAGE: the fault model (Python) decides.
+                I[CALL_NODE] = i
+                I[CALL_PC] = pc
                 suspend = -3
+                reason = R_CALL
                 break
             pc += 1
         if suspend == -1:
             continue
         if suspend == -3:
-            raise ValueError("compiled loop: instruction not supported here")
+            break  # Python sets the node's continuation (or leaves it waiting)
         I[PENDING_NODE] = i
         I[PENDING_PC] = pc
         if suspend >= 0:
@@ -712,8 +736,6 @@ class ProgramKernel:
         env = sim.env
         if not isinstance(env, LeanEnvironment):
             raise TypeError("the compiled loop runs on a LeanEnvironment")
-        if np.isin(resolved.op, list(P.FAULT_ONLY)).any():
-            raise ValueError("the compiled loop does not interpret fault instructions")
         self.sim = sim
         self.env = env
         self.program = program
@@ -767,7 +789,12 @@ class ProgramKernel:
         self.registers = [np.ones(n, dtype=np.int64)] + [
             np.zeros(n, dtype=np.int64) for _ in range(3)
         ]
-        self.times = [np.zeros(n, dtype=np.float64) for _ in range(2)]
+        self.times = [np.zeros(n, dtype=np.float64) for _ in range(3)]  # T, D, X
+        faults = sim.faults
+        self.node_up = faults.node_up if faults is not None else np.ones(n, dtype=np.bool_)
+        self.degree = np.array([len(t) for t in sim.neighbours], dtype=np.int64)
+        # Fault instructions that wait: EXCHANGE's phase and duration per node.
+        self.exchanges: dict[int, tuple[int, float]] = {}
         # Python floats multiplied in ComputeModel.duration: the same IEEE doubles.
         self.factor = np.asarray(compute.factors, dtype=np.float64).copy()
         self.batch = np.array(
@@ -821,13 +848,14 @@ class ProgramKernel:
         # Python events (recorder, timer, ...) by id, while they are queued in the kernel.
         self.python: dict[int, tuple[Callable[[Any], None], Any]] = {}
         self._ids = 0
+        # Events already scheduled (the fault model's processes) move to the kernel first;
+        # then every node starts at its first instruction, as SimPy starts its processes.
         env.attach(self)
         if isinstance(executor, BatchedExecutor):
             executor.external_logs.append(self.drain)
-        urgent_kind, urgent_node = self.urgent
-        urgent_kind[:n] = 0  # every node starts at its first instruction
-        urgent_node[:n] = np.arange(n)
-        I[URGENT_LEN] = n
+        for node in range(n):
+            self._grow()
+            _ring_push(self.I, URGENT_HEAD, URGENT_LEN, *self.urgent, 0, node)
 
     def _message_slots(self, count: int) -> list[np.ndarray]:
         slots = [
@@ -948,6 +976,64 @@ class ProgramKernel:
         self.I[STOP_TRIGGERED] = 1
         _ring_push(self.I, SOON_HEAD, SOON_LEN, *self.soon, STOP, 0)
 
+    def resume_node(self, instruction: int, node: int) -> None:
+        """Node ``node`` goes on at ``instruction`` at this instant (an event it waited for)."""
+        self._grow()
+        _ring_push(self.I, SOON_HEAD, SOON_LEN, *self.soon, instruction, node)
+
+    def _wait(self, delay: float, instruction: int, node: int) -> None:
+        self._grow()
+        _schedule(self.I, self.F, *self.heap, *self.soon, float(delay), instruction, node)
+
+    def _go_on(self, node: int, instruction: int) -> None:
+        self.I[PENDING_NODE] = node
+        self.I[PENDING_PC] = instruction
+
+    def _fault_instruction(self, i: int, pc: int) -> None:
+        """Run a fault instruction of node ``i`` as the SimPy interpreter does."""
+        faults = self.sim.faults
+        assert faults is not None
+        resolved = self.resolved
+        code = int(resolved.op[pc])
+        j = int(self.registers[1][i])
+        X = self.times[2]
+        seconds = float(resolved.constants[resolved.arg[pc]])
+        target = int(resolved.target[pc])
+        if code == P.WAIT_UP:
+            faults.wait_up(i).waiters.append((pc + 1, i))
+        elif code == P.MESSAGE:
+            delay = faults.message(i, seconds) if faults.reachable(i, j) else None
+            if delay is None:
+                faults.note_failed_attempt(last=True)
+                self._go_on(i, target)
+            else:
+                X[i] = delay
+                self._go_on(i, pc + 1)
+        elif code == P.EXCHANGE:
+            # Phase 0: start; 1: its messages arrived (partner still reachable?); 2: failed,
+            # the timeout is over. The node waits between phases.
+            phase, duration = self.exchanges.pop(i, (0, 0.0))
+            if phase == 0:
+                duration_or_none = faults.exchange(i, j, seconds)
+                if duration_or_none is not None:
+                    self.exchanges[i] = (1, duration_or_none)
+                    self._wait(duration_or_none, pc, i)
+                    return
+                phase = 1
+                duration = -1.0
+            if phase == 1:
+                if duration >= 0.0 and faults.reachable(i, j):
+                    X[i] = duration
+                    self._go_on(i, pc + 1)
+                    return
+                self.exchanges[i] = (2, 0.0)
+                self._wait(faults.timeout, pc, i)
+                return
+            faults.note_failed_attempt(last=int(self.registers[3][i]) == self.degree[i] - 1)
+            self._go_on(i, target)
+        else:
+            raise ValueError(f"compiled loop: unknown instruction {code} at {pc}")
+
     def _sync(self) -> None:
         """Copy the kernel's clock and counters to the environment and the simulation."""
         I, F, sim = self.I, self.F, self.sim
@@ -979,6 +1065,7 @@ class ProgramKernel:
                     self.held, self.qhead, self.qtail, self.qnext, self.resume,
                     *self.registers, *self.times,
                     resolved.op, resolved.arg, resolved.target, resolved.constants,
+                    self.node_up, self.degree,
                     self.factor, self.batch,
                     self.buffers[TIMING], self.cursor[TIMING], self.end[TIMING],
                     self.buffers[PAIRING], self.cursor[PAIRING], self.end[PAIRING],
@@ -997,6 +1084,8 @@ class ProgramKernel:
                 self.drain()
             elif code == R_GROW:
                 self._grow()
+            elif code == R_CALL:
+                self._fault_instruction(int(I[CALL_NODE]), int(I[CALL_PC]))
             elif code == R_STOP:
                 return
             elif code == R_EMPTY:

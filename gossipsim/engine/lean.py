@@ -36,21 +36,38 @@ class _Stop(Exception):
 
 
 class LeanEvent:
-    """The stop event: ``succeed()`` schedules the end of the run at the current instant."""
+    """An event: ``succeed()`` resumes what waits on it at the current instant.
+
+    The event a run waits for (``run(until=...)``) is the stop event: its ``succeed()``
+    schedules the end of the run. Any other event (a crashed node's recovery, say) resumes
+    its waiters in the order they started waiting, as SimPy's event processing does:
+    Python callbacks, and nodes of a compiled loop (``(instruction, node)`` pairs), which
+    resume as the event itself is processed.
+    """
 
     def __init__(self, env: LeanEnvironment) -> None:
         self.env = env
         self.triggered = False
+        self.is_stop = False
+        self.waiters: list[Any] = []
 
     def succeed(self) -> LeanEvent:
         if self.triggered:
             raise RuntimeError("event already triggered")
         self.triggered = True
         kernel = self.env.kernel
-        if kernel is None:
-            self.env.soon.append((_raise_stop, None))
-        else:
-            kernel.trigger_stop()
+        if self.is_stop:
+            if kernel is None:
+                self.env.soon.append((_raise_stop, None))
+            else:
+                kernel.trigger_stop()
+            return self
+        for waiter in self.waiters:
+            if callable(waiter):
+                self.env.schedule(0.0, waiter, self)
+            else:
+                assert kernel is not None
+                kernel.resume_node(*waiter)
         return self
 
 
@@ -64,6 +81,7 @@ class Kernel(Protocol):
     def schedule(self, delay: float, callback: Callback, argument: Any) -> None: ...
     def start(self, callback: Callback, argument: Any) -> None: ...
     def trigger_stop(self) -> None: ...
+    def resume_node(self, instruction: int, node: int) -> None: ...
     def run(self, until: LeanEvent) -> None: ...
 
 
@@ -82,10 +100,22 @@ class LeanEnvironment:
     # -- scheduling ------------------------------------------------------------------------
 
     def attach(self, kernel: Kernel) -> None:
-        """Hand the event loop to a compiled kernel (before anything was scheduled)."""
-        if self.heap or self.soon or self.urgent:
-            raise RuntimeError("a kernel must take over the loop before events are scheduled")
+        """Hand the event loop to a compiled kernel.
+
+        Events scheduled so far (the processes of the fault model, say) move to the kernel's
+        queues in their order.
+        """
+        urgent, heap, soon = list(self.urgent), sorted(self.heap), list(self.soon)
+        self.urgent.clear()
+        self.heap.clear()
+        self.soon.clear()
         self.kernel = kernel
+        for callback, argument in urgent:
+            kernel.start(callback, argument)
+        for at, _, callback, argument in heap:
+            kernel.schedule(at - self.now, callback, argument)
+        for callback, argument in soon:
+            kernel.schedule(0.0, callback, argument)
 
     def schedule(self, delay: float, callback: Callback, argument: Any = None) -> None:
         """Call ``callback(argument)`` after ``delay`` (like a SimPy timeout it waits on)."""
@@ -128,6 +158,7 @@ class LeanEnvironment:
 
     def run(self, until: LeanEvent) -> None:
         """Process events until ``until`` has been processed."""
+        until.is_stop = True
         if self.kernel is not None:
             self.kernel.run(until)
             return

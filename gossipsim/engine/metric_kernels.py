@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from gossipsim.engine.kernels import LOGISTIC, SOFTMAX, SQUARED, linear_head
+from gossipsim.engine.kernels import LOGISTIC, SOFTMAX, SQUARED, _dot, linear_head
 from gossipsim.jit import jit
 from gossipsim.objectives.base import Objective
 
@@ -36,12 +36,15 @@ def _sums(w, features, targets, head, m, want_correct):
         total = 0.0
         right = 0.0
         for row in range(block * ROWS_PER_BLOCK, min(n, (block + 1) * ROWS_PER_BLOCK)):
-            for c in range(m):
-                z[c] = w[bias + c]
-            for k in range(f):
-                x = features[row, k]
+            if m == 1:
+                z[0] = _dot(features, row, w) + w[bias]
+            else:
                 for c in range(m):
-                    z[c] += x * w[k * m + c]
+                    z[c] = w[bias + c]
+                for k in range(f):
+                    x = features[row, k]
+                    for c in range(m):
+                        z[c] += x * w[k * m + c]
             t = targets[row]
             if head == SQUARED:
                 r = z[0] - t
