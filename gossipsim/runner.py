@@ -27,8 +27,7 @@ from gossipsim.config import (
     NoQuantizer,
     RunConfig,
 )
-from gossipsim.engine.batched import BatchedExecutor
-from gossipsim.engine.executor import SequentialExecutor
+from gossipsim.engine.batched import BatchedExecutor, SequentialExecutor
 from gossipsim.engine.lean import LeanEnvironment
 from gossipsim.engine.problem import Problem, build_problem, initial_models
 from gossipsim.engine.simulation import RunOutcome, Simulation
@@ -123,7 +122,7 @@ def prepare(config: RunConfig) -> Prepared:
 def build_simulation(
     prepared: Prepared,
     progress: Callable[[dict[str, float]], None] | None = None,
-    executor_class: type[SequentialExecutor] | None = None,
+    executor_class: type[BatchedExecutor] | None = None,
     lean: bool | None = None,
 ) -> Simulation:
     """The simulation of a prepared config, ready to run (faults, if any, started).

@@ -1,11 +1,13 @@
 """Batched and sequential execution give the same trajectories.
 
-Every gossip algorithm runs with ``engine.executor: sequential`` (SimPy processes, one
-operation at a time) and ``batched`` (lean event loop, operations applied in vectorized
-waves; compiled kernels for SwarmSGD's event loop and for the linear objectives' local
-steps), for every quantizer the algorithm accepts and every objective; recorded rows and
-final models must agree to 1e-12 relative. (The compiled gradient of the linear models adds
-in another order than BLAS, so they are not bit-identical; the MLP still is.)
+Every registered gossip and synchronous algorithm (each variant the registry declares) runs
+with the oracle executor (``tests/oracle/executor.py``: each operation in scalar form, one
+at a time, under SimPy), with ``engine.executor: sequential`` (SimPy processes, waves of
+one) and with ``batched`` (the compiled loop, operations applied in vectorized waves,
+compiled local steps for the linear objectives), for every quantizer the algorithm accepts
+and every objective; recorded rows and final models must agree to 1e-12 relative. (The
+compiled gradient of the linear models adds in another order than BLAS, so they are not
+bit-identical; the MLP still is.)
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gossipsim.algorithms import REGISTRY, get_algorithm
 from gossipsim.engine.batched import BatchedExecutor
-from gossipsim.runner import prepare, simulate
+from gossipsim.runner import build_simulation, prepare, simulate
 from tests.conftest import make_config
+from tests.oracle.executor import ScalarExecutor
 
 QUANTIZERS = {
     "none": {"kind": "none"},
@@ -28,25 +32,14 @@ OBJECTIVES = {
     "softmax": {"kind": "softmax", "dataset_extra": {"n_classes": 3}},
     "mlp": {"kind": "mlp", "hidden": [6], "dataset_extra": {"n_classes": 3}},
 }
+# Every registered gossip and synchronous algorithm, with each variant it declares.
 ALGORITHMS = {
-    "swarmsgd": {"local_steps": {"kind": "geometric", "mean": 2}},
-    "swarmsgd-nonblocking": {"kind": "swarmsgd", "nonblocking": True},
-    "dpsgd": {},
-    "adpsgd": {},
-    "sgp": {},
-    "allreduce": {},
-    "local_sgd": {"local_steps": {"kind": "geometric", "mean": 2}},
+    kind if name == "default" else f"{kind}-{name}": {"kind": kind, **extra}
+    for kind, entry in REGISTRY.items()
+    if entry.family != "coding"
+    for name, extra in [("default", {}), *sorted(entry.variants.items())]
 }
-# Which quantizers each algorithm accepts (all-reduce and local SGD send full precision).
-ACCEPTS = {
-    "swarmsgd": ("none", "stochastic", "lattice"),
-    "swarmsgd-nonblocking": ("none", "stochastic", "lattice"),
-    "dpsgd": ("none", "stochastic", "lattice"),
-    "adpsgd": ("none", "stochastic", "lattice"),
-    "sgp": ("none", "stochastic"),
-    "allreduce": ("none",),
-    "local_sgd": ("none",),
-}
+ACCEPTS = {name: REGISTRY[spec["kind"]].quantizers for name, spec in ALGORITHMS.items()}
 CASES = [
     pytest.param(algorithm, quantizer, objective, id=f"{algorithm}-{quantizer}-{objective}")
     for algorithm in ALGORITHMS
@@ -102,13 +95,22 @@ def assert_same_run(sequential, batched) -> None:
     assert sim_b.executor.counters == sim_s.executor.counters
 
 
+def oracle_run(config):
+    """The run with the oracle executor: every operation in its scalar form, one at a time."""
+    sim = build_simulation(prepare(config), executor_class=ScalarExecutor, lean=False)
+    return sim.run(get_algorithm(config.algorithm.kind)), sim
+
+
 @pytest.mark.parametrize(("algorithm", "quantizer", "objective"), CASES)
 def test_batched_equals_sequential(algorithm, quantizer, objective):
+    """Waves (batched) and waves of one (sequential) both give the oracle's numbers."""
+    oracle = oracle_run(config_for(algorithm, quantizer, objective, "sequential"))
     runs = [
         simulate(prepare(config_for(algorithm, quantizer, objective, executor)))
         for executor in ("sequential", "batched")
     ]
-    assert_same_run(*runs)
+    for run in runs:
+        assert_same_run(oracle, run)
     # The linear objectives go through the compiled gradient kernels.
     assert (runs[1][1].executor._linear is not None) == (objective != "mlp")
 
@@ -162,7 +164,7 @@ def test_uneven_shards_and_batches():
 
 @pytest.mark.parametrize("algorithm", ["swarmsgd", "swarmsgd-nonblocking", "sgp", "dpsgd"])
 def test_batched_equals_sequential_under_faults(algorithm):
-    """With faults the batched executor runs under SimPy (faults wait on SimPy events)."""
+    """With faults: node programs run compiled, synchronous rounds under SimPy."""
     faults = {
         "message_loss": 0.1,
         "timeout": 0.5,
@@ -173,5 +175,5 @@ def test_batched_equals_sequential_under_faults(algorithm):
         simulate(prepare(config_for(algorithm, quantizer, "logistic", executor, faults=faults)))
         for executor in ("sequential", "batched")
     ]
-    assert not runs[1][1].lean
+    assert runs[1][1].lean == (REGISTRY[ALGORITHMS[algorithm]["kind"]].program is not None)
     assert_same_run(*runs)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from gossipsim.algorithms import REGISTRY, get_algorithm
-from gossipsim.engine.executor import Mix, SequentialExecutor
+from gossipsim.engine.batched import SequentialExecutor
+from gossipsim.engine.executor import Mix
 from gossipsim.engine.simulation import Simulation
 from gossipsim.runner import build_simulation, prepare
 from tests.conftest import make_config

@@ -17,8 +17,9 @@ import pytest
 
 from gossipsim.algorithms import REGISTRY
 from gossipsim.engine import compiled
+from gossipsim.engine.batched import SequentialExecutor
 from gossipsim.engine.compiled import EVENTS, ProgramKernel
-from gossipsim.engine.executor import Mix, SequentialExecutor
+from gossipsim.engine.executor import Mix
 from gossipsim.engine.simulation import Simulation
 from gossipsim.runner import build_simulation, prepare
 from tests.conftest import make_config

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gossipsim.engine.executor import PairAverage, SequentialExecutor
+from gossipsim.engine.batched import SequentialExecutor
+from gossipsim.engine.executor import PairAverage
 from gossipsim.metrics import gamma, mean_model
 from gossipsim.objectives import optimum_least_squares
 from gossipsim.quantize import make_quantizer

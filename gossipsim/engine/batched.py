@@ -22,8 +22,10 @@ from gossipsim.engine.executor import (
     AllReduceStep,
     ApplyGradient,
     BufferExchange,
+    ExchangeCounters,
     GlobalAverage,
     GradientSnapshot,
+    LazyGenerators,
     LocalSteps,
     Mix,
     Operation,
@@ -31,7 +33,6 @@ from gossipsim.engine.executor import (
     PushReceive,
     PushSend,
     PushSumStep,
-    SequentialExecutor,
 )
 from gossipsim.engine.problem import Problem
 from gossipsim.quantize import Quantizer
@@ -127,8 +128,14 @@ class MinibatchSampler:
         return idx
 
 
-class BatchedExecutor(SequentialExecutor):
-    """Logs operations and applies them in vectorized waves (same numbers as sequential)."""
+class BatchedExecutor:
+    """Logs operations and applies them in vectorized waves (same numbers as one at a time).
+
+    Every operation has exactly one definition here: its wave form over the ``(n, d)`` model
+    matrix. :class:`SequentialExecutor` applies each operation as a wave of one.
+    """
+
+    accepts_logs = True  # a compiled loop may hand whole logs to :meth:`apply_log`
 
     def __init__(
         self,
@@ -140,7 +147,21 @@ class BatchedExecutor(SequentialExecutor):
         buffers: bool = False,
         flush_every: int = 1 << 18,
     ) -> None:
-        super().__init__(models, problem, lr, quantizer, streams, buffers)
+        self.models = models
+        self.problem = problem
+        self.lr = lr
+        self.quantizer = quantizer
+        n = models.shape[0]
+        self.sampling = streams.generators("sampling", n)
+        self.quantize_rng = LazyGenerators(streams, "quantize", n)
+        self.counters = ExchangeCounters()
+        # Non-blocking mode: what each node last published, and its buffer (which others write).
+        self.buffer = models.copy() if buffers else None
+        self.published = models.copy() if buffers else None
+        # Push-sum (SGP): numerators x_i and weights w_i; ``models`` holds z_i = x_i / w_i.
+        self.numerators: np.ndarray | None = None
+        self.weights: np.ndarray | None = None
+        self.in_flight: dict[int, tuple[int, np.ndarray, float]] = {}
         self.n = models.shape[0]
         self.sampler = MinibatchSampler(problem, self.sampling)
         assert problem.features is not None and problem.targets is not None  # __post_init__
@@ -500,13 +521,18 @@ class BatchedExecutor(SequentialExecutor):
             gradients = self._gradients(np.arange(self.n), self.models)
             self.models[:] = self.models.mean(axis=0) - self.lr * gradients.mean(axis=0)
         else:
-            self._global_average()
+            self.models[:] = self.models.mean(axis=0)
 
     def _wave_mix(self, weights) -> None:
-        if self.quantizer.name == "none":
-            self._mix(weights)
-            return
         n = self.n
+        if self.quantizer.name == "none":
+            # Every off-diagonal entry is one full-precision message.
+            self.counters.bits += int(weights.nnz - n) * self.quantizer.message_bits(
+                self.models.shape[1]
+            )
+            self.counters.messages += int(weights.nnz - n)
+            self.models[:] = weights @ self.models
+            return
         indptr, indices, data = weights.indptr, weights.indices, weights.data
         rows = np.repeat(np.arange(n), np.diff(indptr))
         old = self.models.copy()
@@ -525,10 +551,39 @@ class BatchedExecutor(SequentialExecutor):
 
     # -- reading state ---------------------------------------------------------------------
 
+    def enable_push_sum(self) -> None:
+        """Start push-sum bookkeeping: numerators = models, weights = 1."""
+        self.numerators = self.models.copy()
+        self.weights = np.ones(self.models.shape[0])
+
     def pending_deltas(self) -> np.ndarray:
+        """Σ_j (B_j − P_j): buffer writes not yet folded in (zero in blocking mode)."""
         self.flush()
-        return super().pending_deltas()
+        if self.buffer is None or self.published is None:
+            return np.zeros(self.models.shape[1])
+        return (self.buffer - self.published).sum(axis=0)
 
     def push_sum_totals(self) -> tuple[np.ndarray, float]:
+        """(Σ numerators, Σ weights) over nodes and messages in flight (conserved at lr 0)."""
         self.flush()
-        return super().push_sum_totals()
+        assert self.numerators is not None and self.weights is not None
+        numerator = self.numerators.sum(axis=0)
+        weight = float(self.weights.sum())
+        for _, x, w in self.in_flight.values():
+            numerator = numerator + x
+            weight += w
+        return numerator, weight
+
+
+class SequentialExecutor(BatchedExecutor):
+    """Applies each operation as soon as it is submitted: a wave of one (the reference path).
+
+    The compiled loop hands it operations one at a time, each at its own instant, so that
+    executors which watch operations (the tests' recording executors) see every one.
+    """
+
+    accepts_logs = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["flush_every"] = 1
+        super().__init__(*args, **kwargs)

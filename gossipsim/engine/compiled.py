@@ -752,7 +752,7 @@ class ProgramKernel:
             raise ValueError("program draws local steps but has no local_steps config")
         problem = sim.problem
         executor = sim.executor
-        self.batched = isinstance(executor, BatchedExecutor)
+        self.batched = executor.accepts_logs
 
         I = np.zeros(N_INTS, dtype=np.int64)
         F = np.zeros(N_FLOATS, dtype=np.float64)
@@ -766,7 +766,7 @@ class ProgramKernel:
         I[PYTHON_DURATIONS] = int(bool(compute._transient))
         # The log: the batched executor's own capacity, else one instant at a time so that
         # each operation is submitted at its own time.
-        capacity = executor.flush_every if isinstance(executor, BatchedExecutor) else 1
+        capacity = executor.flush_every if self.batched else 1
         I[LOG_CAP] = capacity
         F[NOW] = env.now
         epochs = sim.config.stop.epochs
@@ -851,7 +851,7 @@ class ProgramKernel:
         # Events already scheduled (the fault model's processes) move to the kernel first;
         # then every node starts at its first instruction, as SimPy starts its processes.
         env.attach(self)
-        if isinstance(executor, BatchedExecutor):
+        if self.batched:
             executor.external_logs.append(self.drain)
         for node in range(n):
             self._grow()

@@ -18,7 +18,8 @@ import numpy as np
 import simpy
 
 from gossipsim.config import RunConfig
-from gossipsim.engine.executor import Operation, SequentialExecutor
+from gossipsim.engine.batched import BatchedExecutor
+from gossipsim.engine.executor import Operation
 from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.problem import Problem
 from gossipsim.metrics import consensus_distance, mean_model
@@ -64,7 +65,7 @@ class Simulation:
         models: np.ndarray,
         compute: ComputeModel,
         network: Network,
-        executor: SequentialExecutor,
+        executor: BatchedExecutor,
         streams: Streams,
         progress: Callable[[dict[str, float]], None] | None = None,
         env: simpy.Environment | LeanEnvironment | None = None,
