@@ -47,7 +47,7 @@ def _peak_mib() -> float:
 
 
 def _config(data: dict[str, Any], **stop: Any):
-    from gossipsim.config import validate_data
+    from gossipsim.experiment.config import validate_data
 
     data = json.loads(json.dumps(data))
     if stop:
@@ -98,7 +98,7 @@ class PhaseTimer:
 
 
 def _simulate(config, phases: bool = False) -> dict[str, Any]:
-    from gossipsim.runner import prepare, simulate
+    from gossipsim.experiment.runner import prepare, simulate
 
     started = time.perf_counter()
     prepared = prepare(config)
@@ -142,7 +142,7 @@ def _simulate(config, phases: bool = False) -> dict[str, Any]:
 
 def _hot_spots(config, top: int = 12) -> list[dict[str, Any]]:
     """cProfile of one run: the functions with the most own time."""
-    from gossipsim.runner import prepare, simulate
+    from gossipsim.experiment.runner import prepare, simulate
 
     prepared = prepare(config)
     profile = cProfile.Profile()
@@ -268,9 +268,12 @@ def _scaling(data: dict[str, Any], scaling: dict[str, Any], quick: bool) -> dict
 
 def run_sweep_workload(name: str, spec: dict[str, Any], quick: bool) -> dict[str, Any]:
     try:
-        from gossipsim.sweep import load_sweep, run_sweep
+        from gossipsim.experiment.sweep import load_sweep, run_sweep
     except ImportError:
-        return {"status": "pending", "reason": "gossipsim.sweep is not in the package yet"}
+        return {
+            "status": "pending",
+            "reason": "gossipsim.experiment.sweep is not in the package yet",
+        }
     data = json.loads(json.dumps(spec["config"]))
     if quick:
         data["stop"]["interactions"] //= 10

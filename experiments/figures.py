@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from gossipsim.results import flatten, read_run, run_directories
+from gossipsim.experiment.results import flatten, read_run, run_directories
 
 ALGORITHM_ORDER = ["swarmsgd", "adpsgd", "sgp", "dpsgd", "local_sgd", "allreduce"]
 

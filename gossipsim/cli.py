@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
 
-from gossipsim.config import ConfigError, RunConfig, config_to_yaml, load_config
+from gossipsim.experiment.config import ConfigError, RunConfig, config_to_yaml, load_config
 
 
 def _progress_bar(
@@ -54,7 +54,7 @@ def _format_bits(bits: float) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from gossipsim.runner import prepare
+    from gossipsim.experiment.runner import prepare
 
     config = load_config(args.config, args.set)
     prepared = prepare(config)
@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gossipsim.runner import run_to_directory
+    from gossipsim.experiment.runner import run_to_directory
 
     config = load_config(args.config, args.set)
     update, bar = _progress_bar(config, args.quiet)
@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from gossipsim.sweep import load_sweep, run_sweep, summary_lines
+    from gossipsim.experiment.sweep import load_sweep, run_sweep, summary_lines
 
     sweep = load_sweep(args.config, args.set)
     if args.dry_run:
@@ -124,7 +124,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from gossipsim.results import collect, default_collect_path, write_collected
+    from gossipsim.experiment.results import collect, default_collect_path, write_collected
 
     frame = collect(args.path)
     target = write_collected(frame, args.output or default_collect_path(args.path))
@@ -140,7 +140,7 @@ def _none(value: str | None) -> str | None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from gossipsim.plots import plot_results
+    from gossipsim.analysis.plots import plot_results
 
     paths = plot_results(
         args.path,
@@ -155,7 +155,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from gossipsim.report import write_report
+    from gossipsim.analysis.report import write_report
 
     target = write_report(args.path, target=args.target, output=args.output)
     print(f"wrote {target}")

@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gossipsim.plots import save_figure
-from gossipsim.results import collect
-from gossipsim.sweep import expand, run_sweep, summary_lines
+from gossipsim.analysis.plots import save_figure
+from gossipsim.experiment.results import collect
+from gossipsim.experiment.sweep import expand, run_sweep, summary_lines
 
 if "GOSSIPSIM_QUICK" in os.environ:
     QUICK = os.environ["GOSSIPSIM_QUICK"].lower() not in ("0", "false", "no", "")

@@ -23,8 +23,8 @@ QUICK = True  # seconds-long runs; set False for the full-size figures (a few mi
 # dense topology, averaged over seeds with a 95% band.
 #
 # Everything goes through the public Python API: a config dict with a `sweep:` section,
-# `gossipsim.sweep.expand` / `run_sweep`, `gossipsim.results.collect` and
-# `gossipsim.plots.plot_table`. Runs already in the results directory are not run again.
+# `gossipsim.experiment.sweep.expand` / `run_sweep`, `gossipsim.experiment.results.collect` and
+# `gossipsim.analysis.plots.plot_table`. Runs already in the results directory are not run again.
 # Set `GOSSIPSIM_QUICK=0` (or `QUICK = False` above) for the full-size version.
 
 # %%
@@ -34,10 +34,10 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from gossipsim.plots import plot_table, save_figure
-from gossipsim.report import summarize
-from gossipsim.results import collect
-from gossipsim.sweep import expand, run_sweep, summary_lines
+from gossipsim.analysis.plots import plot_table, save_figure
+from gossipsim.analysis.report import summarize
+from gossipsim.experiment.results import collect
+from gossipsim.experiment.sweep import expand, run_sweep, summary_lines
 
 if "GOSSIPSIM_QUICK" in os.environ:
     QUICK = os.environ["GOSSIPSIM_QUICK"].lower() not in ("0", "false", "no", "")
@@ -162,7 +162,7 @@ table
 import importlib.util  # noqa: E402
 
 import gossipsim  # noqa: E402
-from gossipsim.sweep import load_sweep  # noqa: E402
+from gossipsim.experiment.sweep import load_sweep  # noqa: E402
 
 EXPERIMENTS_DIR = Path(gossipsim.__file__).resolve().parent.parent / "experiments"
 spec = importlib.util.spec_from_file_location("figures", EXPERIMENTS_DIR / "figures.py")

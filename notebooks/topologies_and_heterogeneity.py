@@ -32,9 +32,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from gossipsim.plots import plot_table, save_figure
-from gossipsim.results import collect, runs_table
-from gossipsim.sweep import expand, run_sweep, summary_lines
+from gossipsim.analysis.plots import plot_table, save_figure
+from gossipsim.experiment.results import collect, runs_table
+from gossipsim.experiment.sweep import expand, run_sweep, summary_lines
 
 if "GOSSIPSIM_QUICK" in os.environ:
     QUICK = os.environ["GOSSIPSIM_QUICK"].lower() not in ("0", "false", "no", "")

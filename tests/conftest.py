@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gossipsim.config import RunConfig, validate_data
+from gossipsim.experiment.config import RunConfig, validate_data
 
 SMALL: dict[str, Any] = {
     "name": "small",

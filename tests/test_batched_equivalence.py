@@ -17,7 +17,7 @@ import pytest
 
 from gossipsim.algorithms import REGISTRY, get_algorithm
 from gossipsim.engine.batched import BatchedExecutor
-from gossipsim.runner import build_simulation, prepare, simulate
+from gossipsim.experiment.runner import build_simulation, prepare, simulate
 from tests.conftest import make_config
 from tests.oracle.executor import ScalarExecutor
 

@@ -15,7 +15,7 @@ from gossipsim.algorithms import REGISTRY, get_algorithm
 from gossipsim.engine.batched import SequentialExecutor
 from gossipsim.engine.executor import Mix
 from gossipsim.engine.simulation import Simulation
-from gossipsim.runner import build_simulation, prepare
+from gossipsim.experiment.runner import build_simulation, prepare
 from tests.conftest import make_config
 from tests.test_programs import TIMING
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock
-from gossipsim.runner import build_simulation, prepare
-from gossipsim.timing import ComputeModel
+from gossipsim.experiment.runner import build_simulation, prepare
+from gossipsim.system.timing import ComputeModel
 from tests.conftest import make_config
 
 ONE_AT_A_TIME = {

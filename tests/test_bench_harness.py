@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from benchmarks import run as bench
-from gossipsim.config import validate_data
-from gossipsim.runner import prepare
+from gossipsim.experiment.config import validate_data
+from gossipsim.experiment.runner import prepare
 from tests.conftest import make_config
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gossipsim.budget import estimate_bytes, model_dimension
-from gossipsim.config import ConfigError
-from gossipsim.runner import prepare
+from gossipsim.experiment.budget import estimate_bytes, model_dimension
+from gossipsim.experiment.config import ConfigError
+from gossipsim.experiment.runner import prepare
 from tests.conftest import make_config
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gossipsim.cli import main
-from gossipsim.config import load_config
+from gossipsim.experiment.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

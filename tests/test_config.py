@@ -7,7 +7,13 @@ import textwrap
 import pytest
 import yaml
 
-from gossipsim.config import ConfigError, RunConfig, config_to_yaml, load_config, validate_data
+from gossipsim.experiment.config import (
+    ConfigError,
+    RunConfig,
+    config_to_yaml,
+    load_config,
+    validate_data,
+)
 from tests.conftest import SMALL, make_config
 
 

@@ -13,8 +13,8 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gossipsim.config import ConfigError, validate_data
-from gossipsim.runner import prepare, simulate
+from gossipsim.experiment.config import ConfigError, validate_data
+from gossipsim.experiment.runner import prepare, simulate
 
 FIELD = re.compile(r"(^|: )[a-z_]+(\.[a-z_0-9]+)*: ")
 EXAMPLES = 150

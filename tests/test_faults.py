@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gossipsim.algorithms import ALGORITHMS
-from gossipsim.config import ConfigError
-from gossipsim.faults import COUNTERS
-from gossipsim.runner import prepare, simulate
+from gossipsim.experiment.config import ConfigError
+from gossipsim.experiment.runner import prepare, simulate
+from gossipsim.system.faults import COUNTERS
 from tests.conftest import make_config
 
 GOSSIP = sorted(k for k in ALGORITHMS if k != "gradient_coding")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gossipsim.algorithms import ALGORITHMS
-from gossipsim.runner import prepare, simulate
+from gossipsim.experiment.runner import prepare, simulate
 from tests.conftest import make_config
 
 GOSSIP = sorted(k for k in ALGORITHMS if k != "gradient_coding")

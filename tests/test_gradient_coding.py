@@ -36,7 +36,7 @@ from gossipsim.algorithms.coding.schedule import (
     coverage_times,
     partial_schedule,
 )
-from gossipsim.timing import ComputeModel
+from gossipsim.system.timing import ComputeModel
 
 # -- assignments ---------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 
 from gossipsim.algorithms.coding.protocol import METRICS, GradientCoding
 from gossipsim.cli import main
-from gossipsim.config import ConfigError, load_config
-from gossipsim.runner import prepare, simulate
+from gossipsim.experiment.config import ConfigError, load_config
+from gossipsim.experiment.runner import prepare, simulate
 from tests.conftest import make_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numba
 import pytest
 
-import gossipsim.jit
+import gossipsim.engine.jit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,9 +25,9 @@ def test_jit_compiles_without_cache_when_numba_has_no_cache_location(monkeypatch
             raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
         return numba.njit(**options)
 
-    monkeypatch.setattr(gossipsim.jit, "njit", njit)
+    monkeypatch.setattr(gossipsim.engine.jit, "njit", njit)
 
-    @gossipsim.jit.jit(nogil=True)
+    @gossipsim.engine.jit.jit(nogil=True)
     def add(a, b):
         return a + b
 
@@ -39,16 +39,16 @@ def test_jit_does_not_hide_other_errors(monkeypatch):
     def njit(**options):
         raise RuntimeError("something else")
 
-    monkeypatch.setattr(gossipsim.jit, "njit", njit)
+    monkeypatch.setattr(gossipsim.engine.jit, "njit", njit)
     with pytest.raises(RuntimeError, match="something else"):
-        gossipsim.jit.jit()(lambda: 1)
+        gossipsim.engine.jit.jit()(lambda: 1)
 
 
 RUN = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.conftest import make_config
-from gossipsim.runner import prepare, simulate
+from gossipsim.experiment.runner import prepare, simulate
 config = make_config(**{{"engine": {{"executor": "batched"}}, "stop": {{"interactions": 300}}}})
 outcome, sim = simulate(prepare(config))
 print(json.dumps([outcome.rows[-1]["loss"], sim.interactions, type(sim.env.kernel).__name__]))

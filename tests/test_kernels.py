@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from gossipsim.engine import kernels
+from gossipsim.experiment.runner import prepare, simulate
 from gossipsim.objectives import make_objective
-from gossipsim.runner import prepare, simulate
 from tests.test_batched_equivalence import assert_same_run, config_for
 
 LINEAR = {

@@ -6,7 +6,7 @@ import weakref
 
 import pytest
 
-import gossipsim.runner as runner
+import gossipsim.experiment.runner as runner
 from tests.conftest import make_config
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gossipsim.analysis.plots import plot_results, plot_table, standard_figures
+from gossipsim.analysis.report import summarize, write_report
 from gossipsim.cli import main
-from gossipsim.plots import plot_results, plot_table, standard_figures
-from gossipsim.report import summarize, write_report
 from tests.test_results import fake_run
 
 
@@ -22,7 +22,7 @@ def sweep_dir(tmp_path):
 
 
 def test_defaults_colour_by_first_swept_key_and_panel_by_second(sweep_dir):
-    from gossipsim.results import collect
+    from gossipsim.experiment.results import collect
 
     frame = collect(sweep_dir)
     fig = plot_table(frame)
@@ -42,7 +42,7 @@ def test_defaults_colour_by_first_swept_key_and_panel_by_second(sweep_dir):
 
 
 def test_loss_spanning_decades_gets_a_log_axis(sweep_dir):
-    from gossipsim.results import collect
+    from gossipsim.experiment.results import collect
 
     frame = collect(sweep_dir)
     assert plot_table(frame, y="loss").axes[0].get_yscale() == "log"
@@ -50,7 +50,7 @@ def test_loss_spanning_decades_gets_a_log_axis(sweep_dir):
 
 
 def test_explicit_hue_and_no_panels(sweep_dir):
-    from gossipsim.results import collect
+    from gossipsim.experiment.results import collect
 
     fig = plot_table(collect(sweep_dir), x="bits", y="consensus", hue="compute.sigma", col=None)
     (ax,) = [ax for ax in fig.axes if ax.get_visible()]
@@ -94,7 +94,7 @@ def test_plot_cli_without_flags_writes_png_and_pdf(sweep_dir, capsys):
 def test_plot_results_and_standard_figures(sweep_dir, tmp_path):
     paths = plot_results(sweep_dir, x="interactions", y="loss", output=tmp_path / "f.pdf")
     assert [p.suffix for p in paths] == [".pdf", ".png"]
-    from gossipsim.results import collect
+    from gossipsim.experiment.results import collect
 
     written = standard_figures(collect(sweep_dir), tmp_path / "std", formats=("png",))
     names = [p.name for _, p in written]

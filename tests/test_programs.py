@@ -21,7 +21,7 @@ from gossipsim.engine.batched import SequentialExecutor
 from gossipsim.engine.compiled import EVENTS, ProgramKernel
 from gossipsim.engine.executor import Mix
 from gossipsim.engine.simulation import Simulation
-from gossipsim.runner import build_simulation, prepare
+from gossipsim.experiment.runner import build_simulation, prepare
 from tests.conftest import make_config
 from tests.oracle import adpsgd, sgp, swarmsgd
 

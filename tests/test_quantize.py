@@ -1,5 +1,5 @@
-"""Tests for gossipsim.quantize: lattice round-trip and failure, unbiasedness, bit accounting,
-and agreement of the batched path with row-by-row transmission.
+"""Tests for gossipsim.system.quantize: lattice round-trip and failure, unbiasedness, bit
+accounting, and agreement of the batched path with row-by-row transmission.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gossipsim.quantize import (
+from gossipsim.system.quantize import (
     QUANTIZERS,
     LatticeQuantizer,
     NoQuantizer,

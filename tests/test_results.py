@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from gossipsim.cli import main
-from gossipsim.results import (
+from gossipsim.experiment.results import (
     collect,
     default_collect_path,
     metrics_table,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gossipsim.rng import Streams, _name_key, stream_name
+from gossipsim.system.rng import Streams, _name_key, stream_name
 
 
 def reference_generator(seed: int, purpose: str, node: int) -> np.random.Generator:

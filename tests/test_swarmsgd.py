@@ -7,11 +7,11 @@ import pytest
 
 from gossipsim.engine.batched import SequentialExecutor
 from gossipsim.engine.executor import PairAverage
-from gossipsim.metrics import gamma, mean_model
+from gossipsim.experiment.runner import prepare, simulate
 from gossipsim.objectives import optimum_least_squares
-from gossipsim.quantize import make_quantizer
-from gossipsim.rng import Streams
-from gossipsim.runner import prepare, simulate
+from gossipsim.system.metrics import gamma, mean_model
+from gossipsim.system.quantize import make_quantizer
+from gossipsim.system.rng import Streams
 from tests.conftest import make_config
 
 FULL_PRECISION = {"kind": "none"}

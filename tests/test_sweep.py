@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import gossipsim.runner
+import gossipsim.experiment.runner
 from gossipsim.cli import main
-from gossipsim.config import ConfigError, load_config
-from gossipsim.results import code_fingerprint, read_run, run_directories
-from gossipsim.rng import Streams
-from gossipsim.sweep import expand, load_sweep, run_sweep
+from gossipsim.experiment.config import ConfigError, load_config
+from gossipsim.experiment.results import code_fingerprint, read_run, run_directories
+from gossipsim.experiment.sweep import expand, load_sweep, run_sweep
+from gossipsim.system.rng import Streams
 
 BASE = """\
 name: sw
@@ -181,8 +181,10 @@ def _failing_after_two_rows(real):
 def test_failures_are_recorded_and_retried_and_complete_runs_skipped(tmp_path, monkeypatch, capsys):
     path = write(tmp_path, "sweep:\n  grid: {topology.kind: [ring, complete]}\n  seeds: 2\n")
     out = tmp_path / "out"
-    real = gossipsim.runner.run_to_directory
-    monkeypatch.setattr(gossipsim.runner, "run_to_directory", _failing_after_two_rows(real))
+    real = gossipsim.experiment.runner.run_to_directory
+    monkeypatch.setattr(
+        gossipsim.experiment.runner, "run_to_directory", _failing_after_two_rows(real)
+    )
     args = ["sweep", str(path), "--out", str(out), "--executor", "serial", "--quiet"]
     assert main(args) == 3
     printed = capsys.readouterr().out
@@ -205,7 +207,7 @@ def test_failures_are_recorded_and_retried_and_complete_runs_skipped(tmp_path, m
     assert not [p for p in (out / "sw").iterdir() if p.name.startswith(".")]
 
     # Second pass: complete runs are skipped, failed ones retried (and now succeed).
-    monkeypatch.setattr(gossipsim.runner, "run_to_directory", real)
+    monkeypatch.setattr(gossipsim.experiment.runner, "run_to_directory", real)
     sweep = load_sweep(path)
     outcome = run_sweep(sweep, out, executor="serial", progress=False)
     assert outcome.ok
@@ -246,7 +248,7 @@ def test_failure_before_any_row_leaves_an_empty_valid_table(tmp_path, monkeypatc
     def broken(config, out, progress=None):
         raise ValueError("nothing recorded")
 
-    monkeypatch.setattr(gossipsim.runner, "run_to_directory", broken)
+    monkeypatch.setattr(gossipsim.experiment.runner, "run_to_directory", broken)
     outcome = run_sweep(load_sweep(path), tmp_path / "out", executor="serial", progress=False)
     (result,) = outcome.results
     assert result.status == "failed" and "nothing recorded" in result.error

@@ -1,4 +1,4 @@
-"""Tests for gossipsim.timing: step-time distributions, heterogeneity, stragglers, network."""
+"""Tests for gossipsim.system.timing: step times, heterogeneity, stragglers, network."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gossipsim.timing import COMPUTE_KINDS, ComputeModel, Network, TimingError
+from gossipsim.system.timing import COMPUTE_KINDS, ComputeModel, Network, TimingError
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -1,4 +1,4 @@
-"""Tests for gossipsim.topology: graph builders, validation, spectral gap, mixing weights."""
+"""Tests for gossipsim.system.topology: graph builders, validation, spectral gap, mixing weights."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from gossipsim.topology import (
+from gossipsim.system.topology import (
     TOPOLOGIES,
     TopologyError,
     build_graph,

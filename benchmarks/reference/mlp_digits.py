@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from gossipsim.runner import Prepared
+from gossipsim.experiment.runner import Prepared
 
 
 def run(prepared: Prepared, interactions: int, evaluations: int, seed: int = 0) -> dict:

@@ -3,7 +3,7 @@
 Every conformance and equivalence suite runs over :data:`REGISTRY` and the declarations
 of its entries, so a new algorithm is tested as soon as it is registered. Adding an
 algorithm = its module (a node program for an asynchronous one, a round generator for a
-synchronous one), its config model in :mod:`gossipsim.config` (in ``ALGORITHM_CONFIGS``)
+synchronous one), its config model in :mod:`gossipsim.experiment.config` (in ``ALGORITHM_CONFIGS``)
 and one entry here.
 """
 
@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gossipsim import config as C
 from gossipsim.algorithms import coding
 from gossipsim.algorithms.gossip import adpsgd, dpsgd, sgp, swarmsgd
 from gossipsim.algorithms.synchronous import allreduce, local_sgd
 from gossipsim.engine.program import Program
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment import config as C
 
 # What an algorithm keeps invariant at lr = 0 without quantization (the conformance suite
 # checks the declared law): the mean of the node models; that mean once the pending

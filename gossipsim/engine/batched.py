@@ -35,8 +35,8 @@ from gossipsim.engine.executor import (
     PushSumStep,
 )
 from gossipsim.engine.problem import Problem
-from gossipsim.quantize import Quantizer
-from gossipsim.rng import Streams
+from gossipsim.system.quantize import Quantizer
+from gossipsim.system.rng import Streams
 
 # Operation codes in the log (the order inside one level does not matter).
 LOCAL, PAIR, BUFFER, SNAPSHOT, APPLY, PUSH_STEP, PUSH_SEND, PUSH_RECEIVE, BARRIER = range(9)

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from gossipsim.config import FixedLocalSteps, GeometricLocalSteps
 from gossipsim.engine import program as P
 from gossipsim.engine.batched import (
     BUFFER,
@@ -43,6 +42,7 @@ from gossipsim.engine.batched import (
     BatchedExecutor,
     logged_operation,
 )
+from gossipsim.engine.jit import jit
 from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.program import (
     ACQUIRE,
@@ -74,7 +74,7 @@ from gossipsim.engine.program import (
     WAIT_REST,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.jit import jit
+from gossipsim.experiment.config import FixedLocalSteps, GeometricLocalSteps
 
 # Engine events (negative kinds; a kind >= 0 is the instruction a node resumes at).
 EXTERNAL, STOP, RELEASE_EVENT, DELIVER_START, DELIVER = -1, -2, -3, -4, -5

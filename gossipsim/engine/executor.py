@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gossipsim.rng import Streams
+from gossipsim.system.rng import Streams
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,11 @@ from typing import Any
 
 import simpy
 
-from gossipsim.config import GeometricLocalSteps
 from gossipsim.engine import program as P
 from gossipsim.engine.batched import logged_operation
 from gossipsim.engine.executor import PushReceive, PushSend
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import GeometricLocalSteps
 
 
 def exponential_peer(node: int, iteration: int, n: int) -> int:

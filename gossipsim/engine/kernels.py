@@ -27,7 +27,7 @@ from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from gossipsim.jit import jit
+from gossipsim.engine.jit import jit
 from gossipsim.objectives.base import Objective
 from gossipsim.objectives.heads import LogisticHead, SoftmaxHead, SquaredHead
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from gossipsim.engine.jit import jit
 from gossipsim.engine.kernels import LOGISTIC, SOFTMAX, SQUARED, _dot, linear_head
-from gossipsim.jit import jit
 from gossipsim.objectives.base import Objective
 
 ROWS_PER_BLOCK = 4096

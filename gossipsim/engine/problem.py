@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gossipsim.config import RunConfig
 from gossipsim.data import Dataset, load_dataset, partition
+from gossipsim.experiment.config import RunConfig
 from gossipsim.objectives import Objective, make_objective
-from gossipsim.rng import Streams
+from gossipsim.system.rng import Streams
 
 
 @dataclass

@@ -17,15 +17,15 @@ import networkx as nx
 import numpy as np
 import simpy
 
-from gossipsim.config import RunConfig
 from gossipsim.engine.batched import BatchedExecutor
 from gossipsim.engine.executor import Operation
 from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.problem import Problem
-from gossipsim.metrics import consensus_distance, mean_model
-from gossipsim.rng import Streams
-from gossipsim.timing import ComputeModel, Network
-from gossipsim.topology import neighbour_table
+from gossipsim.experiment.config import RunConfig
+from gossipsim.system.metrics import consensus_distance, mean_model
+from gossipsim.system.rng import Streams
+from gossipsim.system.timing import ComputeModel, Network
+from gossipsim.system.topology import neighbour_table
 
 METRIC_COLUMNS = (
     "time",
@@ -97,7 +97,7 @@ class Simulation:
         self._progress = progress
         # Algorithms may add columns (e.g. gradient coding's decode error) to every row.
         self.metric_sources: list[Callable[[], dict[str, float]]] = []
-        # Faults (gossipsim.faults.FaultModel) when the config has any; None otherwise.
+        # Faults (gossipsim.system.faults.FaultModel) when the config has any; None otherwise.
         self.faults: Any = None
 
     # -- used by algorithms ----------------------------------------------------------------

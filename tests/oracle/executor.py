@@ -26,8 +26,8 @@ from gossipsim.engine.executor import (
     PushSumStep,
 )
 from gossipsim.engine.problem import Problem
-from gossipsim.quantize import Quantizer
-from gossipsim.rng import Streams
+from gossipsim.system.quantize import Quantizer
+from gossipsim.system.rng import Streams
 
 
 class ScalarExecutor:

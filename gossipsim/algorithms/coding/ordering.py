@@ -45,7 +45,7 @@ import numpy as np
 from gossipsim.algorithms.coding.assignment import Assignment
 from gossipsim.algorithms.coding.partial import NOT_HELD, positions
 from gossipsim.algorithms.coding.schedule import coverage_times
-from gossipsim.timing import ComputeModel
+from gossipsim.system.timing import ComputeModel
 
 ORDERING_KINDS = ("natural", "reversed", "random", "optimized")
 

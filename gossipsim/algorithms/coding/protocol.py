@@ -75,9 +75,9 @@ from gossipsim.algorithms.coding.schedule import (
     baseline_schedule,
     partial_schedule,
 )
-from gossipsim.config import GradientCodingConfig
 from gossipsim.engine.simulation import Simulation
-from gossipsim.timing import ComputeModel
+from gossipsim.experiment.config import GradientCodingConfig
+from gossipsim.system.timing import ComputeModel
 
 SCHEMES = ("uncoded", "ignore_stragglers", "fr", "cr", "partial")
 METRICS = (
@@ -156,7 +156,7 @@ class GradientCoding:
         if sim.models.shape[0] != self.n:
             raise ValueError(
                 f"algorithm.workers: the model matrix has {sim.models.shape[0]} rows for "
-                f"{self.n} workers (build the run with gossipsim.runner)"
+                f"{self.n} workers (build the run with gossipsim.experiment.runner)"
             )
         self.assignment = plan_assignment(config)
         self.objective = problem.objective

@@ -12,7 +12,6 @@ that crashes drops the gradient it was computing.
 
 from __future__ import annotations
 
-from gossipsim.config import ADPSGDConfig
 from gossipsim.engine.interpreter import start_program
 from gossipsim.engine.program import (
     FAULTS,
@@ -39,6 +38,7 @@ from gossipsim.engine.program import (
     wait_up,
 )
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import ADPSGDConfig
 
 
 def node(message_time: float) -> Program:

@@ -13,10 +13,10 @@ from collections.abc import Generator
 import simpy
 
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock
-from gossipsim.config import DPSGDConfig
 from gossipsim.engine.executor import LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation
-from gossipsim.topology import metropolis_weights
+from gossipsim.experiment.config import DPSGDConfig
+from gossipsim.system.topology import metropolis_weights
 
 
 def start(sim: Simulation) -> None:

@@ -14,7 +14,6 @@ keeps the half it would have pushed, so numerators and weights stay consistent.
 
 from __future__ import annotations
 
-from gossipsim.config import SGPConfig
 from gossipsim.engine.interpreter import exponential_peer, start_program
 from gossipsim.engine.program import (
     NO_FAULTS,
@@ -37,6 +36,7 @@ from gossipsim.engine.program import (
     wait_up,
 )
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import SGPConfig
 
 __all__ = ["exponential_peer", "node", "program", "start"]
 

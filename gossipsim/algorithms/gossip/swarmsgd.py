@@ -14,7 +14,6 @@ a timeout before the next neighbour is tried.
 
 from __future__ import annotations
 
-from gossipsim.config import SwarmSGDConfig
 from gossipsim.engine.interpreter import start_program
 from gossipsim.engine.program import (
     FAULTS,
@@ -46,6 +45,7 @@ from gossipsim.engine.program import (
     wait_up,
 )
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import SwarmSGDConfig
 
 
 def blocking(config: SwarmSGDConfig, message_time: float) -> Program:

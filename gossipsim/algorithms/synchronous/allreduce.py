@@ -14,9 +14,9 @@ import scipy.sparse
 import simpy
 
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock, component_average_weights
-from gossipsim.config import AllReduceConfig
 from gossipsim.engine.executor import AllReduceStep, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import AllReduceConfig
 
 
 def start(sim: Simulation) -> None:

@@ -16,9 +16,9 @@ from gossipsim.algorithms.synchronous.allreduce import (
     reachable_groups,
 )
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock, draw_local_steps
-from gossipsim.config import LocalSGDConfig
 from gossipsim.engine.executor import GlobalAverage, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import LocalSGDConfig
 
 
 def start(sim: Simulation) -> None:

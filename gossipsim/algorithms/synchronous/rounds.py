@@ -9,8 +9,8 @@ import numpy as np
 import scipy.sparse
 import simpy
 
-from gossipsim.config import FixedLocalSteps, GeometricLocalSteps
 from gossipsim.engine.simulation import Simulation
+from gossipsim.experiment.config import FixedLocalSteps, GeometricLocalSteps
 
 ROUND_BLOCK = 64  # step times drawn ahead per node
 

@@ -1,8 +1,9 @@
 """Standard figures from result tables (never called from inside a simulation).
 
-Everything here reads a *collected* table (see :func:`gossipsim.results.collect`): one row
-per recording point of every run, with the swept parameters as columns. Curves of runs that
-differ only in their seed are drawn as their mean with a 95% bootstrap confidence band.
+Everything here reads a *collected* table (see
+:func:`gossipsim.experiment.results.collect`): one row per recording point of every run,
+with the swept parameters as columns. Curves of runs that differ only in their seed are
+drawn as their mean with a 95% bootstrap confidence band.
 Figures are built with :class:`matplotlib.figure.Figure` directly, so no global pyplot state
 or display backend is touched (safe in workers, notebooks and headless CI alike).
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gossipsim.results import collect, parameters_of, read_collected
+from gossipsim.experiment.results import collect, parameters_of, read_collected
 
 LABELS = {
     "time": "simulated time (s)",

@@ -16,8 +16,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from gossipsim.config import Downtime, FaultsConfig
-from gossipsim.rng import Streams
+from gossipsim.experiment.config import Downtime, FaultsConfig
+from gossipsim.system.rng import Streams
 
 COUNTERS = (
     "crashes",

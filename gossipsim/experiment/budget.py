@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from gossipsim.config import ConfigError, RunConfig
+from gossipsim.experiment.config import ConfigError, RunConfig
 
 GIB = 1024**3
 # networkx stores each edge twice in dicts of dicts: a few hundred bytes per edge.

@@ -17,8 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gossipsim.plots import standard_figures
-from gossipsim.results import collect, parameters_of, read_run, run_directories, runs_table
+from gossipsim.analysis.plots import standard_figures
+from gossipsim.experiment.results import (
+    collect,
+    parameters_of,
+    read_run,
+    run_directories,
+    runs_table,
+)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -19,24 +19,24 @@ import networkx as nx
 import numpy as np
 
 from gossipsim.algorithms import REGISTRY, coding, get_algorithm
-from gossipsim.budget import check_memory, node_count
-from gossipsim.config import (
+from gossipsim.engine.batched import BatchedExecutor, SequentialExecutor
+from gossipsim.engine.lean import LeanEnvironment
+from gossipsim.engine.problem import Problem, build_problem, initial_models
+from gossipsim.engine.simulation import RunOutcome, Simulation
+from gossipsim.experiment.budget import check_memory, node_count
+from gossipsim.experiment.config import (
     ConfigError,
     ConfigSource,
     GradientCodingConfig,
     NoQuantizer,
     RunConfig,
 )
-from gossipsim.engine.batched import BatchedExecutor, SequentialExecutor
-from gossipsim.engine.lean import LeanEnvironment
-from gossipsim.engine.problem import Problem, build_problem, initial_models
-from gossipsim.engine.simulation import RunOutcome, Simulation
-from gossipsim.faults import FaultModel
-from gossipsim.quantize import make_quantizer
-from gossipsim.results import environment, metrics_table, run_id, write_run
-from gossipsim.rng import Streams
-from gossipsim.timing import ComputeModel, Network
-from gossipsim.topology import build_graph, spectral_gap
+from gossipsim.experiment.results import environment, metrics_table, run_id, write_run
+from gossipsim.system.faults import FaultModel
+from gossipsim.system.quantize import make_quantizer
+from gossipsim.system.rng import Streams
+from gossipsim.system.timing import ComputeModel, Network
+from gossipsim.system.topology import build_graph, spectral_gap
 
 _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
 

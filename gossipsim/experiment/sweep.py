@@ -11,7 +11,8 @@ A ``sweep:`` section may hold
 
 The runs are the product cases × grid × zip × seeds. Every run is validated (and its graph,
 data and timing models built) before any starts; one bad combination stops the sweep with a
-:class:`~gossipsim.config.ConfigError` naming the key, the value and where it was written.
+:class:`~gossipsim.experiment.config.ConfigError` naming the key, the value and where it
+was written.
 
 When a swept key is a ``kind`` (``objective.partition.kind: [iid, dirichlet]``), keys of
 that section written in the file that the new kind does not accept (``alpha`` for ``iid``)
@@ -42,9 +43,15 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel
 
-from gossipsim import config as cfg
-from gossipsim.config import ConfigError, ConfigSource, RunConfig, load_yaml, validate_data
-from gossipsim.results import (
+from gossipsim.experiment import config as cfg
+from gossipsim.experiment.config import (
+    ConfigError,
+    ConfigSource,
+    RunConfig,
+    load_yaml,
+    validate_data,
+)
+from gossipsim.experiment.results import (
     code_fingerprint,
     environment,
     metrics_table,
@@ -53,7 +60,7 @@ from gossipsim.results import (
     run_id,
     write_run,
 )
-from gossipsim.rng import Streams
+from gossipsim.system.rng import Streams
 
 EXECUTORS = ("serial", "process", "dask")
 SWEEP_KEYS = ("grid", "zip", "seeds", "cases")
@@ -455,7 +462,7 @@ def _validated(
     try:
         config = validate_data(data, source)
         if check:
-            from gossipsim.runner import prepare
+            from gossipsim.experiment.runner import prepare
 
             prepare(config)
     except ConfigError as exc:
@@ -512,7 +519,7 @@ def _task(
     resolved: dict[str, Any], sweep_meta: dict[str, Any], out: str, results_on: str
 ) -> RunResult:
     """Run one config (from its resolved data) in a scratch directory; never raises."""
-    from gossipsim.runner import run_to_directory
+    from gossipsim.experiment.runner import run_to_directory
 
     identifier = run_id(resolved)
     rows: list[dict[str, Any]] = []
@@ -719,7 +726,7 @@ def _execute_processes(
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(["gossipsim.runner"])
+        context.set_forkserver_preload(["gossipsim.experiment.runner"])
     # Share the cores between the workers' BLAS threads (as Dask does for its workers):
     # ``count`` workers each running a full-width BLAS pool oversubscribe the machine.
     threads = max(1, (os.cpu_count() or 1) // count)

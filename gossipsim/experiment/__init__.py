@@ -1,0 +1,1 @@
+"""Experiment tooling: configuration, running one config, sweeps, result directories, budgets."""

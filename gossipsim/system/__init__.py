@@ -1,0 +1,1 @@
+"""The simulated system: topology, timing, quantizers, faults, random streams, metrics."""
