@@ -9,14 +9,19 @@ moment ``0`` at which the PS starts broadcasting the model:
   ``L_model + D[i, 0] + … + D[i, k]``;
 * **uncoded / ignore_stragglers** — worker ``i`` processes chunk ``i`` (slot 0 only) and
   sends it; the PS waits for all ``n`` / the fastest ``n − s`` vectors;
-* **fr / cr** — worker ``i`` processes all ``ℓ`` chunks and sends one coded vector; the PS
-  decodes at the first arrival after which ``1`` lies in the row space of ``B_F``;
+* **fr / cr / original** — worker ``i`` processes all ``δ_i`` of its chunks and sends one
+  coded vector; the PS decodes at the first arrival after which the vectors in hand
+  decode (:func:`.encoding.first_decodable`). With a deadline (approximate recovery) it
+  decodes at the deadline at the latest, by least squares from the vectors arrived by then;
 * **partial** — workers report progress (after every chunk, or every ``report_every``
   seconds when the count changed); the PS keeps the state vector from the reports that
-  have *arrived*, and sends encode-and-transmit (with the state vector) when every chunk is
-  covered (exact) or at the deadline, whichever comes first (approximate). Workers stop on
-  the signal and send one coded vector each (those with a non-zero state); the PS decodes
-  when the last of them arrives.
+  have *arrived*, and sends encode-and-transmit (with the state vector) when every chunk
+  has ``≥ ℓ`` processed copies (exact) or at the deadline, whichever comes first
+  (approximate). Workers stop on the signal and send one coded vector each (those with a
+  non-zero state); the PS decodes when the last of them arrives.
+
+Workers may hold different numbers of chunks (``loads``; matrix assignments): ``D`` has a
+column per slot of the most loaded worker and worker ``i`` uses its first ``δ_i``.
 
 In the baselines a worker's unfinished work is abandoned when the next model arrives
 (``decode_time + L_model``); chunks finished and not used are *wasted*. In the protocol a
@@ -31,11 +36,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gossipsim.algorithms.coding.encoding import Decoding, decode
+from gossipsim.algorithms.coding.encoding import Decoding, decode_blocks, first_decodable
 from gossipsim.algorithms.coding.partial import covered
 
 # Message kinds used in Schedule.messages
 BROADCAST, REPORT, SIGNAL, CODED = "broadcast", "report", "signal", "coded"
+
+
+HEADER_BITS = 64  # a coded vector's header (sender, iteration)
+FLOAT_BITS = 64
+
+
+def coded_bits(d: int, parts: int = 1) -> int:
+    """Bits of one coded vector: ``⌈d/ℓ⌉`` floats and a header."""
+    return FLOAT_BITS * (-(-d // parts)) + HEADER_BITS
 
 
 @dataclass(frozen=True)
@@ -52,9 +66,9 @@ class MessageTimes:
     coded_bits: int
 
     @classmethod
-    def zero(cls, n: int = 1, d: int = 1) -> MessageTimes:
+    def zero(cls, n: int = 1, d: int = 1, parts: int = 1) -> MessageTimes:
         """Instant messages (zero latency, infinite bandwidth) with the usual sizes."""
-        return cls(0.0, 0.0, 0.0, 0.0, 64 * d, 32, 32 * n, 64 * d)
+        return cls(0.0, 0.0, 0.0, 0.0, 64 * d, 32, 32 * n, coded_bits(d, parts))
 
 
 @dataclass
@@ -94,43 +108,66 @@ def _finish_times(D: np.ndarray, slots: int, start: float) -> np.ndarray:
     return start + np.cumsum(D[:, :slots], axis=1)
 
 
+def _loads(D: np.ndarray, loads: np.ndarray | None) -> np.ndarray:
+    if loads is None:
+        return np.full(D.shape[0], D.shape[1], dtype=np.int64)
+    return np.asarray(loads, dtype=np.int64)
+
+
 def baseline_schedule(
     scheme: str,
     D: np.ndarray,
     net: MessageTimes,
     B: np.ndarray | None = None,
     stragglers: int = 0,
+    loads: np.ndarray | None = None,
+    deadline: float | None = None,
 ) -> Schedule:
-    """Schedule of uncoded, ignore_stragglers (``stragglers`` = s), fr or cr (``B`` given)."""
+    """Schedule of uncoded, ignore_stragglers (``stragglers`` = s) or an original code
+    (fr / cr / original: ``B`` given, ``(n, m)`` for ℓ = 1 or ``(n, m, ℓ)``).
+
+    ``deadline`` (original codes only): decode at the deadline at the latest, from the
+    vectors that have arrived by then."""
     n = D.shape[0]
     slots = 1 if scheme in ("uncoded", "ignore_stragglers") else D.shape[1]
+    loads = np.ones(n, dtype=np.int64) if slots == 1 else _loads(D, loads)
     finish = _finish_times(D, slots, net.model)  # (n, slots)
-    done = finish[:, -1]
+    done = finish[np.arange(n), loads - 1]
     arrival = done + net.coded
     order = np.argsort(arrival, kind="stable")
     decoding = None
+    decode_time = math.nan
     if scheme == "uncoded":
         k = n
     elif scheme == "ignore_stragglers":
         k = n - stragglers
-    elif scheme in ("fr", "cr"):
+    elif scheme in ("fr", "cr", "original"):
         if B is None:
             raise ValueError(f"scheme {scheme} needs an encoding matrix")
-        k = 0
-        while True:
-            k += 1
-            # Vectors arriving at the same instant are all in hand together.
-            while k < n and arrival[order[k]] == arrival[order[k - 1]]:
-                k += 1
-            decoding = decode(B, order[:k])
-            if decoding.exact or k >= n:
-                break
+        code = B[:, :, None] if B.ndim == 2 else B
+        # Vectors arriving at the same instant are all in hand together: candidate sets end
+        # where the arrival time changes.
+        arrived = arrival[order]
+        ends = [k for k in range(1, n + 1) if k == n or arrived[k] != arrived[k - 1]]
+        ends = [k for k in ends if np.isfinite(arrived[k - 1])] or [n]
+        decoding = first_decodable(code, order, ends)
+        if decoding is not None:
+            k = decoding.rows.size
+            decode_time = float(arrived[k - 1])
+        if deadline is not None and (decoding is None or decode_time > deadline):
+            k = int(np.searchsorted(arrived, deadline, side="right"))
+            decoding = decode_blocks(code, order[:k])
+            decode_time = float(deadline)
+        elif decoding is None:
+            decoding = decode_blocks(code, order)
+            k = n
     else:
         raise ValueError(f"unknown baseline scheme {scheme!r}")
-    while k < n and arrival[order[k]] == arrival[order[k - 1]]:
-        k += 1
+    if math.isnan(decode_time):
+        while k < n and arrival[order[k]] == arrival[order[k - 1]]:
+            k += 1
+        decode_time = float(arrival[order[k - 1]])
     senders = np.sort(order[:k])
-    decode_time = float(arrival[order[k - 1]])
     abort = decode_time + net.model  # the next model reaches the workers
     schedule = Schedule(decode_time, senders, decoding=decoding, stop_time=abort, slots=slots)
     schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
@@ -138,7 +175,7 @@ def baseline_schedule(
     used[senders] = True
     busy = np.zeros(n)
     for i in range(n):
-        for slot, t in enumerate(finish[i]):
+        for slot, t in enumerate(finish[i, : loads[i]]):
             if t <= abort:
                 schedule.chunk_events.append((float(t), i, slot, not used[i]))
         busy[i] = min(done[i], abort) - net.model
@@ -151,23 +188,27 @@ def baseline_schedule(
 
 
 def report_events(
-    D: np.ndarray, net: MessageTimes, report_every: float
+    D: np.ndarray, net: MessageTimes, report_every: float, loads: np.ndarray | None = None
 ) -> list[tuple[float, float, int, int]]:
     """Progress reports as ``(arrival, send, worker, count)``, sorted by arrival.
 
     ``report_every = 0``: a report after each chunk. Otherwise at multiples of
     ``report_every`` after the worker started, when its count changed since the last one.
+    Chunks that never finish (``D`` infinite: a crashed worker) are never reported.
     """
     n, slots = D.shape
+    loads = _loads(D, loads)
     finish = _finish_times(D, slots, net.model)
     events = []
     for i in range(n):
+        own = finish[i, : loads[i]]
+        own = own[np.isfinite(own)]
         if report_every <= 0:
-            sends = [(float(t), k + 1) for k, t in enumerate(finish[i])]
+            sends = [(float(t), k + 1) for k, t in enumerate(own)]
         else:
-            ticks = np.ceil((finish[i] - net.model) / report_every) * report_every + net.model
+            ticks = np.ceil((own - net.model) / report_every) * report_every + net.model
             # Guard against round-off putting a tick a hair before its chunk's finish.
-            ticks = np.maximum(ticks, finish[i])
+            ticks = np.maximum(ticks, own)
             sends = []
             for k, tick in enumerate(ticks):
                 if sends and sends[-1][0] == float(tick):
@@ -185,11 +226,14 @@ def partial_schedule(
     net: MessageTimes,
     report_every: float = 0.0,
     deadline: float | None = None,
+    parts: int = 1,
+    loads: np.ndarray | None = None,
 ) -> Schedule:
     """Schedule of the partial-straggler protocol (``deadline`` set = approximate recovery)."""
     n, slots = D.shape
+    loads = _loads(D, loads)
     finish = _finish_times(D, slots, net.model)
-    reports = report_events(D, net, report_every)
+    reports = report_events(D, net, report_every, loads)
     state = np.zeros(n, dtype=np.int64)
     snapshot = math.inf
     index = 0
@@ -201,15 +245,13 @@ def partial_schedule(
             _, _, worker, count = reports[index]
             state[worker] = max(state[worker], count)
             index += 1
-        if covered(pos, state).all():
+        if covered(pos, state, parts).all():
             snapshot = arrival
             break
-    if math.isinf(snapshot):
-        if deadline is None:
-            raise ValueError(
-                "the chunks are not all held by some worker; exact recovery is impossible"
-            )
+    if math.isinf(snapshot) and deadline is not None:
         snapshot = float(deadline)
+    # Without a deadline and with chunks never covered (crashed workers), the iteration
+    # never ends: the snapshot stays infinite.
     stop = snapshot + net.signal  # the signal reaches the workers
     senders = np.flatnonzero(state > 0)
     decode_time = stop + net.coded if senders.size else snapshot
@@ -220,23 +262,26 @@ def partial_schedule(
     for _, send, _, _ in reports:
         if send <= stop:
             schedule.messages.append((send, REPORT, 1, net.report_bits))
-    schedule.messages.append((snapshot, SIGNAL, n, net.signal_bits))
-    if senders.size:
-        schedule.messages.append((stop, CODED, int(senders.size), net.coded_bits))
+    if math.isfinite(snapshot):
+        schedule.messages.append((snapshot, SIGNAL, n, net.signal_bits))
+        if senders.size:
+            schedule.messages.append((stop, CODED, int(senders.size), net.coded_bits))
     busy = np.zeros(n)
     for i in range(n):
-        for k, t in enumerate(finish[i]):
+        for k, t in enumerate(finish[i, : loads[i]]):
             if t <= stop:
                 schedule.chunk_events.append((float(t), i, k, k >= state[i]))
-        busy[i] = min(finish[i, -1], stop) - net.model if stop > net.model else 0.0
+        last = finish[i, loads[i] - 1]
+        busy[i] = min(last, stop) - net.model if stop > net.model else 0.0
     schedule.busy = busy
     schedule.chunk_events.sort()
     schedule.messages.sort()
     return schedule
 
 
-def coverage_times(C: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Time at which every chunk is first covered, for a batch of scenarios.
+def coverage_times(C: np.ndarray, pos: np.ndarray, parts: int = 1) -> np.ndarray:
+    """Time at which every chunk first has ``parts`` processed copies, for a batch of
+    scenarios.
 
     ``C[k, i, s]`` is when worker ``i`` finishes its slot ``s`` in scenario ``k`` (cumulative
     durations); ``pos`` gives the slot of each held chunk. No network delays: this is the
@@ -247,4 +292,6 @@ def coverage_times(C: np.ndarray, pos: np.ndarray) -> np.ndarray:
     m = pos.shape[1]
     times = np.full((K, n, m), np.inf)
     times[:, workers, chunks] = C[:, workers, pos[workers, chunks]]
-    return times.min(axis=1).max(axis=1)
+    if parts == 1:
+        return times.min(axis=1).max(axis=1)
+    return np.partition(times, parts - 1, axis=1)[:, parts - 1].max(axis=1)
