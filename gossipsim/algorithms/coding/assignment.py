@@ -4,7 +4,7 @@ An assignment is a boolean ``(n, m)`` matrix ``S`` with ``S[i, j]`` true when wo
 holds chunk ``j``, plus the *natural* processing order of each worker's chunks
 (``natural[i]`` lists worker ``i``'s chunks in the order the construction names them).
 
-* **cyclic** (Tandon et al.'s CR support, papers.md section 2): worker ``i`` holds the
+* **cyclic** (Tandon et al.'s CR support): worker ``i`` holds the
   ``load`` consecutive chunks ``o_i, o_i + 1, …, o_i + load − 1 (mod m)`` starting at
   ``o_i = ⌊i·m/n⌋``. With ``m = n`` this is the textbook ``i, i+1, …, i+δ−1`` (δ = load):
   every chunk lives on exactly ``δ`` workers.

@@ -14,8 +14,9 @@ abstract and with its ℓ = 1 case):
 
 * a *decoding matrix* ``R`` (ℓ × N) is fixed for the run and known to everyone
   (:func:`decoding_matrix`): for ℓ = 1 the all-ones row; for ℓ ≥ 2 i.i.d. standard normal
-  entries drawn once from the run's ``coding/decoder`` stream, so that every ℓ of its
-  columns are linearly independent with probability one;
+  entries drawn from the run's ``coding/decoder`` stream, so that every ℓ of its columns
+  are linearly independent with probability one — of 16 such draws, the one whose worst
+  ℓ-column block among the holders of a chunk is best conditioned;
 * chunk ``j``'s *encoding block* is ``E_j = pinv(R[:, S_j])`` (``|S_j| × ℓ``): the
   minimum-ℓ2-norm solution of ``R[:, S_j]·E_j = I_ℓ``, exact when ``|S_j| ≥ ℓ`` (and the
   columns are independent), the least-squares solution otherwise;
@@ -39,6 +40,7 @@ coefficients travel over the network.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,13 +120,45 @@ def worker_coefficients(pos: np.ndarray, state: np.ndarray, worker: int) -> np.n
 # -- ℓ parts -------------------------------------------------------------------------------
 
 
-def decoding_matrix(parts: int, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``R`` (``parts × n``): all ones for ℓ = 1, else i.i.d. standard normal from ``rng``."""
+DECODER_DRAWS = 16
+
+
+def decoding_matrix(
+    parts: int,
+    n: int,
+    rng: np.random.Generator | None = None,
+    support: np.ndarray | None = None,
+    draws: int = DECODER_DRAWS,
+) -> np.ndarray:
+    """``R`` (``parts × n``): all ones for ℓ = 1; for ℓ ≥ 2 i.i.d. standard normal entries.
+
+    With ``support`` (the ``(n, m)`` assignment) ``draws`` candidates are drawn from ``rng``
+    and the one kept is the best conditioned where it matters: the smallest worst condition
+    number of ``R[:, T]`` over every ℓ-subset ``T`` of the holders of a chunk (up to 64
+    subsets per chunk, the first in lexicographic order) — the blocks an exact decode inverts
+    with the fewest copies.
+    """
     if parts == 1:
         return np.ones((1, n))
     if rng is None:
         raise ValueError("a decoding matrix with parts > 1 needs a random stream")
-    return rng.standard_normal((parts, n))
+    candidates = [rng.standard_normal((parts, n)) for _ in range(max(1, draws))]
+    if support is None or len(candidates) == 1:
+        return candidates[0]
+    subsets: set[tuple[int, ...]] = set()
+    for j in range(support.shape[1]):
+        holders = np.flatnonzero(support[:, j]).tolist()
+        subsets.update(itertools.islice(itertools.combinations(holders, parts), 64))
+    if not subsets:
+        return candidates[0]
+    index = np.array(sorted(subsets))  # (T, ℓ)
+    worst = []
+    for R in candidates:
+        blocks = np.transpose(R[:, index], (1, 0, 2))  # (T, ℓ, ℓ)
+        sv = np.linalg.svd(blocks, compute_uv=False)
+        with np.errstate(divide="ignore"):
+            worst.append(float(np.max(sv[:, 0] / sv[:, -1])))
+    return candidates[int(np.argmin(worst))]
 
 
 def _condition(matrix: np.ndarray) -> float:

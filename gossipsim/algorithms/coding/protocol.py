@@ -299,7 +299,12 @@ class GradientCoding:
                 self.B = mds_encoding(self.assignment, self.parts, sim.streams.generator("coding"))
         # The protocol: the decoding matrix R (ℓ × N), fixed for the run.
         self.encoder = Encoder(
-            decoding_matrix(self.parts, self.n, sim.streams.generator("coding/decoder"))
+            decoding_matrix(
+                self.parts,
+                self.n,
+                sim.streams.generator("coding/decoder"),
+                self.assignment.support,
+            )
         )
         self.orders = list(self.assignment.natural)
         if config.scheme == "partial":
