@@ -387,3 +387,20 @@ def test_bad_matrices_give_one_line_naming_file_and_line(tmp_path, capsys, text,
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert len([line for line in err.splitlines() if "algorithm.assignment.path" in line]) == 1
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def test_summary_line_and_report_speak_of_iterations_and_decode_error(tmp_path, capsys):
+    from gossipsim.report import summarize
+
+    args = ["run", str(CONFIGS / "gc_partial.yaml"), "--out", str(tmp_path), "--quiet"]
+    assert main(args + ["--set", "stop.iterations=3", "--set", "algorithm.parts=2"]) == 0
+    line = capsys.readouterr().out
+    assert "3 iterations" in line and "s per iteration" in line and "decode error" in line
+    assert "consensus" not in line and "interactions" not in line
+    table, _ = summarize(tmp_path / "gc-partial")
+    assert "iteration time (s)" in table.columns and "decode error (median)" in table.columns
+    assert "interactions to target" not in table.columns
+    assert float(table["iteration time (s)"].iloc[0]) > 0
