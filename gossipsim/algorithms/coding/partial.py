@@ -208,8 +208,11 @@ class Encoder:
     def encode(self, mask: np.ndarray) -> Encoding:
         """The encoding for the processed pairs ``mask`` (``(n, m)`` bool)."""
         n, m = mask.shape
-        E = np.zeros((n, m, self.parts))
         copies = mask.sum(axis=0)
+        if self.parts == 1 and np.all(self.R == 1.0):  # β_ij = 1/|S_j|, in one step
+            E = (mask / np.maximum(copies, 1))[:, :, None]
+            return Encoding(E, copies, 1.0, 1)
+        E = np.zeros((n, m, self.parts))
         worst = 1.0
         for j in range(m):
             if copies[j] == 0:

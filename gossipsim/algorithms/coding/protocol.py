@@ -117,6 +117,7 @@ METRICS = (
     "snapshot_time",
 )
 DEFAULT_LOAD = 3
+DRAW_BLOCK = 64  # iterations of compute durations drawn at once per worker
 
 
 def chunk_count(config: GradientCodingConfig) -> int:
@@ -316,6 +317,9 @@ class GradientCoding:
                 parts=self.parts,
             )
         self.pos = positions(self.assignment, self.orders)
+        self._slot_chunk = np.zeros((self.n, max(self.load, 1)), dtype=np.int64)
+        for i, order in enumerate(self.orders):
+            self._slot_chunk[i, : len(order)] = order
         #: Qmax of the orders processed (natural for the original codes), for meta.json.
         self.qmax = qmax(self.pos, self.loads, self.parts)
 
@@ -335,6 +339,8 @@ class GradientCoding:
             coded_bits=vector_bits,
         )
         self.timing = sim.streams.generators("timing", self.n)
+        self._buffer = np.zeros((self.n, 0))
+        self._buffer_used = 0
         compute = sim.compute
         self.transient = (
             compute.mode == "transient" and compute.fraction > 0 and compute.slowdown > 1
@@ -344,6 +350,22 @@ class GradientCoding:
         # The PS model (row 0 of the initial models) mirrored into every row.
         self.w = sim.models[0].copy()
         sim.models[:] = self.w
+
+        # Bookkeeping. Counters are stamped at the events' exact times: by a process that
+        # wakes at every event when a stop rule watches them (epochs, interactions), else
+        # lazily, whenever they are read (the recorder flushes the executor first).
+        stop = sim.config.stop
+        self.lazy = stop.epochs is None and stop.interactions is None
+        self._queued: list[list] = []
+        if self.lazy:
+            executor = sim.executor
+            flush = executor.flush
+
+            def stamped_flush() -> None:
+                self.stamp(float(sim.env.now))
+                flush()
+
+            executor.flush = stamped_flush  # type: ignore[method-assign]
 
         # Metrics.
         self.decode_errors: list[float] = []
@@ -361,7 +383,7 @@ class GradientCoding:
         """``(m, d)`` gradients ``∇f_j(w)`` of each chunk's mean data loss (no L2 term)."""
         G = np.empty((self.m, w.size))
         for members, Xb, yb in self._size_groups.values():
-            W = np.broadcast_to(w, (members.size, w.size))
+            W = np.tile(w, (members.size, 1))  # contiguous: faster batched products
             G[members] = self.objective.grad_many(W, Xb, yb)
         if self.l2:
             G -= self.l2 * w
@@ -391,8 +413,10 @@ class GradientCoding:
         ``senders``; ``E`` is ``(|senders|, m, ℓ)``): one vector of ``⌈d/ℓ⌉`` per sender."""
         weighted = E * self.weights[None, :, None]
         if self.config.batch == "full":
+            if self.parts == 1:
+                return weighted[:, :, 0] @ G
             blocks = split_blocks(G, self.parts)  # (m, ℓ, b)
-            return np.einsum("ijk,jkb->ib", weighted, blocks)
+            return sum(weighted[:, :, k] @ blocks[:, k, :] for k in range(self.parts))
         width = -(-w.size // self.parts)
         F = np.zeros((len(senders), width))
         for row, worker in enumerate(senders):
@@ -450,6 +474,8 @@ class GradientCoding:
         """
         compute = compute or self.sim.compute
         rngs = rngs or self.timing
+        if reached is None and not self.transient and compute is self.sim.compute:
+            return self._buffered_durations(rngs)
         D = np.full((self.n, self.load), np.nan)
         for i in range(self.n):
             now = start
@@ -459,6 +485,19 @@ class GradientCoding:
                 D[i, slot] = compute.duration(i, 1, now, rngs[i])
                 now += D[i, slot]
         return D
+
+    def _buffered_durations(self, rngs: list[np.random.Generator]) -> np.ndarray:
+        """The next ``(n, load)`` durations, drawn ``DRAW_BLOCK`` iterations at a time per
+        worker: numpy draws a vector element by element, so these are the values one draw
+        per slot gives (only these draws use the ``timing`` streams)."""
+        if self._buffer_used >= self._buffer.shape[1]:
+            width = DRAW_BLOCK * self.load
+            compute = self.sim.compute
+            self._buffer = np.stack([compute.step_times(i, width, rngs[i]) for i in range(self.n)])
+            self._buffer_used = 0
+        used = self._buffer_used
+        self._buffer_used = used + self.load
+        return self._buffer[:, used : used + self.load]
 
     def plan_iteration(self, start: float) -> Schedule:
         """Draw the iteration's slot durations and compute its schedule.
@@ -519,7 +558,10 @@ class GradientCoding:
             G = self.chunk_gradients(self.w)
             truth = G.T @ self.weights + (self.l2 * self.w if self.l2 else 0.0)
             g_hat, condition = self.estimate(self.w, G, schedule)
-            env.process(self.bookkeeping(t0, schedule))
+            if self.lazy:
+                self.queue_events(t0, schedule)
+            else:
+                env.process(self.bookkeeping(t0, schedule))
             yield env.timeout(schedule.decode_time)
             self.w = self.w - self.config.lr * g_hat
             sim.models[:] = self.w
@@ -536,6 +578,75 @@ class GradientCoding:
             sim.count_iteration()
             # Let a stop requested by this step take effect before the next broadcast.
             yield env.timeout(0)
+
+    def _chunk_samples(self, worker: int, slot: int) -> int:
+        size = int(self.sizes[self.orders[worker][slot]])
+        batch = self.config.batch
+        return min(int(batch), size) if batch != "full" else size
+
+    def queue_events(self, t0: float, schedule: Schedule) -> None:
+        """Lazy bookkeeping: keep the iteration's events as cumulative sums over their times;
+        :meth:`stamp` adds those up to a time when the counters are read."""
+        message_time = {
+            BROADCAST: self.net.model,
+            REPORT: self.net.report,
+            SIGNAL: self.net.signal,
+            CODED: self.net.coded,
+        }
+        # Columns: chunks, wasted, samples, messages, bits, comm time, reports, coded.
+        chunk = np.asarray(schedule.chunk_events, dtype=np.float64).reshape(-1, 4)
+        workers, slots = chunk[:, 1].astype(np.int64), chunk[:, 2].astype(np.int64)
+        sizes = self.sizes[self._slot_chunk[workers, slots]]
+        if self.config.batch != "full":
+            sizes = np.minimum(sizes, float(self.config.batch))
+        table_c = np.zeros((chunk.shape[0], 8))
+        table_c[:, 0] = 1.0
+        table_c[:, 1] = chunk[:, 3]
+        table_c[:, 2] = sizes
+        kinds = [kind for _, kind, _, _ in schedule.messages]
+        counts = np.array([count for _, _, count, _ in schedule.messages], dtype=np.float64)
+        table_m = np.zeros((len(kinds), 8))
+        table_m[:, 3] = counts
+        table_m[:, 4] = counts * np.array([bits for *_, bits in schedule.messages], dtype=float)
+        table_m[:, 5] = counts * np.array([message_time[kind] for kind in kinds])
+        table_m[:, 6] = counts * np.array([kind == REPORT for kind in kinds])
+        table_m[:, 7] = counts * np.array([kind == CODED for kind in kinds])
+        times = np.concatenate([chunk[:, 0], [t for t, *_ in schedule.messages]])
+        tags = np.concatenate([np.zeros(chunk.shape[0]), np.ones(len(kinds))])
+        order = np.lexsort((tags, times))  # by time, chunk completions first (stable)
+        times = t0 + times[order]
+        sums = np.vstack([np.zeros((1, 8)), np.cumsum(np.vstack([table_c, table_m])[order], 0)])
+        self._queued.append([times, sums, 0])
+
+    def stamp(self, now: float) -> None:
+        """Add every queued event at or before ``now`` to the counters (nothing at time 0:
+        the first row is the state before the run, as on the event-by-event path)."""
+        if now <= 0.0:
+            return
+        sim = self.sim
+        counters = sim.executor.counters
+        alive = []
+        for entry in self._queued:
+            times, sums, done = entry
+            upto = int(np.searchsorted(times, now, side="right"))
+            if upto > done:
+                chunks, wasted, samples, messages, bits, comm, reports, coded = (
+                    sums[upto] - sums[done]
+                )
+                self.chunks_computed += int(chunks)
+                self.wasted_chunks += int(wasted)
+                sim.local_steps += int(chunks)
+                sim.samples += int(samples)
+                counters.messages += int(messages)
+                counters.bits += int(bits)
+                sim.comm_time += float(comm)
+                self.report_messages += int(reports)
+                self.coded_messages += int(coded)
+                sim.interactions += int(coded)
+                entry[2] = upto
+            if entry[2] < times.size:
+                alive.append(entry)
+        self._queued = alive
 
     def bookkeeping(self, t0: float, schedule: Schedule) -> Generator[simpy.Event, object, None]:
         """Stamp chunk completions and messages on the counters at their event times."""
@@ -562,9 +673,7 @@ class GradientCoding:
                 self.chunks_computed += 1
                 self.wasted_chunks += int(wasted)
                 sim.local_steps += 1
-                size = int(self.sizes[self.orders[worker][slot]])
-                batch = self.config.batch
-                sim.samples += min(int(batch), size) if batch != "full" else size
+                sim.samples += self._chunk_samples(worker, slot)
                 if stop.epochs is not None and sim.epochs >= stop.epochs:
                     sim.request_stop("epochs")
             else:

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gossipsim.algorithms.coding.encoding import Decoding, decode_blocks, first_decodable
-from gossipsim.algorithms.coding.partial import covered
 
 # Message kinds used in Schedule.messages
 BROADCAST, REPORT, SIGNAL, CODED = "broadcast", "report", "signal", "coded"
@@ -233,23 +232,29 @@ def partial_schedule(
     n, slots = D.shape
     loads = _loads(D, loads)
     finish = _finish_times(D, slots, net.model)
-    reports = report_events(D, net, report_every, loads)
-    state = np.zeros(n, dtype=np.int64)
-    snapshot = math.inf
-    index = 0
-    while index < len(reports):
-        arrival = reports[index][0]
-        if deadline is not None and arrival > deadline:
-            break
-        while index < len(reports) and reports[index][0] == arrival:
-            _, _, worker, count = reports[index]
-            state[worker] = max(state[worker], count)
-            index += 1
-        if covered(pos, state, parts).all():
-            snapshot = arrival
-            break
-    if math.isinf(snapshot) and deadline is not None:
+    # When the PS learns that slot k of worker i is done: its report's send time (the
+    # chunk's finish, or the next reporting tick) plus the report's delivery time.
+    mine = np.arange(slots)[None, :] < loads[:, None]
+    done = mine & np.isfinite(finish)
+    if report_every <= 0:
+        sends = finish
+    else:
+        ticks = np.ceil((finish - net.model) / report_every) * report_every + net.model
+        sends = np.maximum(ticks, finish)  # round-off must not put a tick before the chunk
+    sends = np.where(done, sends, np.inf)
+    known = sends + net.report  # (n, slots), inf for slots never reported
+    # Every chunk has ℓ copies once the ℓ-th earliest of its holders' reports has arrived.
+    held_w, held_c = np.nonzero(pos < slots)
+    at = np.full(pos.shape, np.inf)
+    at[held_w, held_c] = known[held_w, pos[held_w, held_c]]
+    if parts == 1:
+        cover = at.min(axis=0)
+    else:
+        cover = np.partition(at, parts - 1, axis=0)[parts - 1]
+    snapshot = float(cover.max()) if cover.size else 0.0
+    if deadline is not None and snapshot > deadline:
         snapshot = float(deadline)
+    state = ((known <= snapshot) & np.isfinite(known)).sum(axis=1).astype(np.int64)
     # Without a deadline and with chunks never covered (crashed workers), the iteration
     # never ends: the snapshot stays infinite.
     stop = snapshot + net.signal  # the signal reaches the workers
@@ -259,21 +264,31 @@ def partial_schedule(
         decode_time, senders, state=state, snapshot_time=snapshot, stop_time=stop, slots=slots
     )
     schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
-    for _, send, _, _ in reports:
-        if send <= stop:
-            schedule.messages.append((send, REPORT, 1, net.report_bits))
+    # One report per finished chunk, or per tick in which the count changed.
+    sent = np.isfinite(sends) & (sends <= stop)
+    if report_every <= 0:
+        report_sends = sends[sent]
+    else:
+        report_sends = np.concatenate(
+            [np.unique(row[ok]) for row, ok in zip(sends, sent, strict=True)]
+        )
+    schedule.messages.extend((float(t), REPORT, 1, net.report_bits) for t in report_sends)
     if math.isfinite(snapshot):
         schedule.messages.append((snapshot, SIGNAL, n, net.signal_bits))
         if senders.size:
             schedule.messages.append((stop, CODED, int(senders.size), net.coded_bits))
-    busy = np.zeros(n)
-    for i in range(n):
-        for k, t in enumerate(finish[i, : loads[i]]):
-            if t <= stop:
-                schedule.chunk_events.append((float(t), i, k, k >= state[i]))
-        last = finish[i, loads[i] - 1]
-        busy[i] = min(last, stop) - net.model if stop > net.model else 0.0
-    schedule.busy = busy
+    workers, ks = np.nonzero(mine & (finish <= stop))
+    schedule.chunk_events.extend(
+        zip(
+            finish[workers, ks].tolist(),
+            workers.tolist(),
+            ks.tolist(),
+            (ks >= state[workers]).tolist(),
+            strict=True,
+        )
+    )
+    last = finish[np.arange(n), loads - 1]
+    schedule.busy = np.minimum(last, stop) - net.model if stop > net.model else np.zeros(n)
     schedule.chunk_events.sort()
     schedule.messages.sort()
     return schedule
