@@ -470,3 +470,29 @@ def test_lazy_and_event_by_event_bookkeeping_record_the_same_rows():
             for key in ("chunks_computed", "chunks_wasted", "report_messages", "coded_messages"):
                 assert a[key] == b[key], (scheme, key)
             assert a["comm_time"] == pytest.approx(b["comm_time"], rel=1e-12)
+
+
+def test_step_times_are_the_per_step_durations():
+    for kind in ("exponential", "shifted_exponential", "lognormal", "pareto"):
+        extra = {"shift": 0.2} if kind == "shifted_exponential" else {}
+        compute = ComputeModel(
+            4, kind, np.random.default_rng(1), mean=1.0, sigma=0.5, heterogeneity={}, **extra
+        )
+        one, block = np.random.default_rng(9), np.random.default_rng(9)
+        singles = [compute.duration(2, 1, 0.0, one) for _ in range(7)]
+        np.testing.assert_array_equal(compute.step_times(2, 7, block), singles)
+
+
+@pytest.mark.parametrize("objective", ["logistic", "least_squares", "softmax"])
+def test_compiled_chunk_gradients_equal_the_objective(objective):
+    config = gc_config(**{"objective.kind": objective})
+    _, _, gc = run(config)
+    w = np.random.default_rng(0).standard_normal(gc.w.size) * 0.3
+    G = gc.chunk_gradients(w)
+    reference = np.stack(
+        [gc.objective.grad(w, X, y) for X, y in zip(gc.chunk_X, gc.chunk_y, strict=True)]
+    )
+    if gc.l2:
+        reference -= gc.l2 * w
+    assert (gc._kernel_head is None) == (objective == "softmax")
+    np.testing.assert_allclose(G, reference, rtol=1e-12, atol=1e-14)

@@ -67,6 +67,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
+from gossipsim.algorithms.coding import kernels as coding_kernels
 from gossipsim.algorithms.coding.assignment import (
     Assignment,
     graph_assignment,
@@ -88,6 +89,7 @@ from gossipsim.algorithms.coding.partial import (
 from gossipsim.algorithms.coding.schedule import (
     BROADCAST,
     CODED,
+    KIND_CODES,
     REPORT,
     SIGNAL,
     MessageTimes,
@@ -279,6 +281,13 @@ class GradientCoding:
         self.chunk_y = [np.ascontiguousarray(y[idx]) for idx in self.chunk_index]
         self.sizes = np.array([idx.size for idx in self.chunk_index], dtype=np.float64)
         self.weights = self.sizes / X.shape[0]  # N_j / N
+        self._kernel_head = coding_kernels.kernel_head(self.objective)
+        if self._kernel_head is not None:
+            self._rows = np.ascontiguousarray(X[order], dtype=np.float64)
+            self._targets = np.ascontiguousarray(
+                self.objective.head.targets(y[order]), dtype=np.float64
+            )
+            self._starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self._size_groups: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for size in np.unique(self.sizes.astype(np.int64)):
             members = np.flatnonzero(self.sizes == size)
@@ -339,6 +348,14 @@ class GradientCoding:
             coded_bits=vector_bits,
         )
         self.timing = sim.streams.generators("timing", self.n)
+        self._message_times = np.zeros(len(KIND_CODES))
+        for kind, seconds in (
+            (BROADCAST, self.net.model),
+            (REPORT, self.net.report),
+            (SIGNAL, self.net.signal),
+            (CODED, self.net.coded),
+        ):
+            self._message_times[KIND_CODES[kind]] = seconds
         self._buffer = np.zeros((self.n, 0))
         self._buffer_used = 0
         compute = sim.compute
@@ -382,6 +399,11 @@ class GradientCoding:
     def chunk_gradients(self, w: np.ndarray) -> np.ndarray:
         """``(m, d)`` gradients ``∇f_j(w)`` of each chunk's mean data loss (no L2 term)."""
         G = np.empty((self.m, w.size))
+        if self._kernel_head is not None:  # linear objectives: one compiled pass
+            coding_kernels.chunk_gradients(
+                w, self._rows, self._targets, self._starts, self._kernel_head, G
+            )
+            return G
         for members, Xb, yb in self._size_groups.values():
             W = np.tile(w, (members.size, 1))  # contiguous: faster batched products
             G[members] = self.objective.grad_many(W, Xb, yb)
@@ -587,14 +609,8 @@ class GradientCoding:
     def queue_events(self, t0: float, schedule: Schedule) -> None:
         """Lazy bookkeeping: keep the iteration's events as cumulative sums over their times;
         :meth:`stamp` adds those up to a time when the counters are read."""
-        message_time = {
-            BROADCAST: self.net.model,
-            REPORT: self.net.report,
-            SIGNAL: self.net.signal,
-            CODED: self.net.coded,
-        }
         # Columns: chunks, wasted, samples, messages, bits, comm time, reports, coded.
-        chunk = np.asarray(schedule.chunk_events, dtype=np.float64).reshape(-1, 4)
+        chunk = schedule.chunk_array
         workers, slots = chunk[:, 1].astype(np.int64), chunk[:, 2].astype(np.int64)
         sizes = self.sizes[self._slot_chunk[workers, slots]]
         if self.config.batch != "full":
@@ -603,16 +619,17 @@ class GradientCoding:
         table_c[:, 0] = 1.0
         table_c[:, 1] = chunk[:, 3]
         table_c[:, 2] = sizes
-        kinds = [kind for _, kind, _, _ in schedule.messages]
-        counts = np.array([count for _, _, count, _ in schedule.messages], dtype=np.float64)
-        table_m = np.zeros((len(kinds), 8))
+        message = schedule.message_array
+        codes = message[:, 1].astype(np.int64)
+        counts = message[:, 2]
+        table_m = np.zeros((message.shape[0], 8))
         table_m[:, 3] = counts
-        table_m[:, 4] = counts * np.array([bits for *_, bits in schedule.messages], dtype=float)
-        table_m[:, 5] = counts * np.array([message_time[kind] for kind in kinds])
-        table_m[:, 6] = counts * np.array([kind == REPORT for kind in kinds])
-        table_m[:, 7] = counts * np.array([kind == CODED for kind in kinds])
-        times = np.concatenate([chunk[:, 0], [t for t, *_ in schedule.messages]])
-        tags = np.concatenate([np.zeros(chunk.shape[0]), np.ones(len(kinds))])
+        table_m[:, 4] = counts * message[:, 3]
+        table_m[:, 5] = counts * self._message_times[codes]
+        table_m[:, 6] = counts * (codes == KIND_CODES[REPORT])
+        table_m[:, 7] = counts * (codes == KIND_CODES[CODED])
+        times = np.concatenate([chunk[:, 0], message[:, 0]])
+        tags = np.concatenate([np.zeros(chunk.shape[0]), np.ones(message.shape[0])])
         order = np.lexsort((tags, times))  # by time, chunk completions first (stable)
         times = t0 + times[order]
         sums = np.vstack([np.zeros((1, 8)), np.cumsum(np.vstack([table_c, table_m])[order], 0)])

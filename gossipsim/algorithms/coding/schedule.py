@@ -70,22 +70,63 @@ class MessageTimes:
         return cls(0.0, 0.0, 0.0, 0.0, 64 * d, 32, 32 * n, coded_bits(d, parts))
 
 
+#: Message kinds as codes in the arrays, in the (alphabetical) order of their names, so
+#: sorting by code sorts as the names do.
+KIND_CODES = {BROADCAST: 0, CODED: 1, REPORT: 2, SIGNAL: 3}
+KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows sorted lexicographically by their columns (as a list of tuples would sort)."""
+    if rows.shape[0] < 2:
+        return rows
+    return rows[np.lexsort(rows.T[::-1])]
+
+
 @dataclass
 class Schedule:
-    """The events of one iteration (times relative to the PS's model broadcast)."""
+    """The events of one iteration (times relative to the PS's model broadcast).
+
+    The events are kept as arrays (unsorted): ``chunk_array`` rows ``(t, worker, slot,
+    wasted)`` for every chunk a worker finishes, ``message_array`` rows ``(send time, kind
+    code, number of messages, bits each)``; ``chunk_events`` and ``messages`` give them as
+    sorted lists of tuples.
+    """
 
     decode_time: float
     senders: np.ndarray  # workers whose vectors the PS combines
-    # (t, worker, slot, wasted) for every chunk a worker finishes
-    chunk_events: list[tuple[float, int, int, bool]] = field(default_factory=list)
-    # (send time, kind, number of messages, bits each)
-    messages: list[tuple[float, str, int, int]] = field(default_factory=list)
     busy: np.ndarray = field(default_factory=lambda: np.zeros(0))  # compute seconds per worker
     decoding: Decoding | None = None  # fr / cr
     state: np.ndarray | None = None  # partial: the state vector at the snapshot
     snapshot_time: float = math.nan  # partial: when the PS sent encode-and-transmit
     stop_time: float = math.inf  # when workers stop computing (next model / the signal)
     slots: int = 0  # slots a worker may process this iteration (1 for the uncoded baselines)
+    chunk_array: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    message_array: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+
+    def set_chunks(self, rows: np.ndarray) -> None:
+        """Set the chunk events (any order; the list view sorts them)."""
+        self.chunk_array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+    def set_messages(self, rows: list[tuple[float, str, int, int]] | np.ndarray) -> None:
+        """Set the messages (any order; the list view sorts them)."""
+        if isinstance(rows, list):
+            rows = np.array([(t, KIND_CODES[k], c, b) for t, k, c, b in rows], dtype=float)
+        self.message_array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+    @property
+    def chunk_events(self) -> list[tuple[float, int, int, bool]]:
+        """``(t, worker, slot, wasted)`` per finished chunk, sorted."""
+        rows = _sorted_rows(self.chunk_array).tolist()
+        return [(t, int(i), int(k), bool(w)) for t, i, k, w in rows]
+
+    @property
+    def messages(self) -> list[tuple[float, str, int, int]]:
+        """``(send time, kind, number of messages, bits each)``, sorted."""
+        return [
+            (t, KIND_NAMES[int(code)], int(count), int(bits))
+            for t, code, count, bits in _sorted_rows(self.message_array).tolist()
+        ]
 
     def reached(self, D: np.ndarray, start: float) -> np.ndarray:
         """``(n, slots)`` bool: slot started before the workers stop (its duration matters)."""
@@ -96,11 +137,11 @@ class Schedule:
 
     @property
     def wasted_chunks(self) -> int:
-        return sum(1 for *_, wasted in self.chunk_events if wasted)
+        return int(self.chunk_array[:, 3].sum())
 
     @property
     def computed_chunks(self) -> int:
-        return len(self.chunk_events)
+        return int(self.chunk_array.shape[0])
 
 
 def _finish_times(D: np.ndarray, slots: int, start: float) -> np.ndarray:
@@ -169,20 +210,19 @@ def baseline_schedule(
     senders = np.sort(order[:k])
     abort = decode_time + net.model  # the next model reaches the workers
     schedule = Schedule(decode_time, senders, decoding=decoding, stop_time=abort, slots=slots)
-    schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
+    messages = [(0.0, BROADCAST, n, net.model_bits)]
     used = np.zeros(n, dtype=bool)
     used[senders] = True
-    busy = np.zeros(n)
+    chunks = []
     for i in range(n):
         for slot, t in enumerate(finish[i, : loads[i]]):
             if t <= abort:
-                schedule.chunk_events.append((float(t), i, slot, not used[i]))
-        busy[i] = min(done[i], abort) - net.model
+                chunks.append((float(t), i, slot, not used[i]))
         if done[i] <= abort:
-            schedule.messages.append((float(done[i]), CODED, 1, net.coded_bits))
-    schedule.busy = busy
-    schedule.chunk_events.sort()
-    schedule.messages.sort()
+            messages.append((float(done[i]), CODED, 1, net.coded_bits))
+    schedule.busy = np.minimum(done, abort) - net.model
+    schedule.set_chunks(np.array(chunks, dtype=np.float64))
+    schedule.set_messages(messages)
     return schedule
 
 
@@ -263,7 +303,6 @@ def partial_schedule(
     schedule = Schedule(
         decode_time, senders, state=state, snapshot_time=snapshot, stop_time=stop, slots=slots
     )
-    schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
     # One report per finished chunk, or per tick in which the count changed.
     sent = np.isfinite(sends) & (sends <= stop)
     if report_every <= 0:
@@ -272,25 +311,24 @@ def partial_schedule(
         report_sends = np.concatenate(
             [np.unique(row[ok]) for row, ok in zip(sends, sent, strict=True)]
         )
-    schedule.messages.extend((float(t), REPORT, 1, net.report_bits) for t in report_sends)
+    rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits)]
     if math.isfinite(snapshot):
-        schedule.messages.append((snapshot, SIGNAL, n, net.signal_bits))
+        rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits))
         if senders.size:
-            schedule.messages.append((stop, CODED, int(senders.size), net.coded_bits))
+            rows.append((stop, KIND_CODES[CODED], int(senders.size), net.coded_bits))
+    reports = np.empty((report_sends.size, 4))
+    reports[:, 0] = report_sends
+    reports[:, 1:] = (KIND_CODES[REPORT], 1, net.report_bits)
+    schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]))
     workers, ks = np.nonzero(mine & (finish <= stop))
-    schedule.chunk_events.extend(
-        zip(
-            finish[workers, ks].tolist(),
-            workers.tolist(),
-            ks.tolist(),
-            (ks >= state[workers]).tolist(),
-            strict=True,
-        )
-    )
+    chunks = np.empty((workers.size, 4))
+    chunks[:, 0] = finish[workers, ks]
+    chunks[:, 1] = workers
+    chunks[:, 2] = ks
+    chunks[:, 3] = ks >= state[workers]
+    schedule.set_chunks(chunks)
     last = finish[np.arange(n), loads - 1]
     schedule.busy = np.minimum(last, stop) - net.model if stop > net.model else np.zeros(n)
-    schedule.chunk_events.sort()
-    schedule.messages.sort()
     return schedule
 
 
