@@ -191,7 +191,7 @@ def test_shipped_configs_run(tmp_path, name, capsys):
 def test_compare_config_sweeps_every_scheme():
     config = load_config(CONFIGS / "gc_compare.yaml")
     schemes = config.sweep["grid"]["algorithm.scheme"]
-    assert schemes == ["uncoded", "ignore_stragglers", "fr", "cr", "partial"]
+    assert schemes == ["uncoded", "ignore_stragglers", "fr", "cr", "original", "partial"]
     for scheme in schemes:
         prepare(load_config(CONFIGS / "gc_compare.yaml", [f"algorithm.scheme={scheme}"]))
 
