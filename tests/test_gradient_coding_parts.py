@@ -268,7 +268,7 @@ def test_exact_runs_follow_uncoded_gradient_descent_with_d_over_l_messages(parts
     overrides = {"stop": {"iterations": 10}, "algorithm": {"parts": parts}}
     reference = _gradient_descent(gc_config("uncoded", stop={"iterations": 10}), 10)
     scale = np.linalg.norm(reference)
-    for scheme in ("partial", "original", "cr"):
+    for scheme in ("partial", "original", "cr", "fr"):
         sizes.clear()
         _, sim, gc = run(gc_config(scheme, **overrides))
         d = gc.objective.dim
@@ -314,6 +314,11 @@ def test_graph_and_matrix_assignments_run_exactly(tmp_path):
         _, meta = execute(config)
         assert meta["qmax"] == 1 + 18 - 3  # δ = 3, ℓ = 2: each chunk gives up 1 + 2
         assert meta["final"]["decode_error"] < 1e-10
+        _, original = execute(
+            gc_config("original", algorithm={"assignment": assignment, "parts": 2})
+        )
+        assert original["final"]["decode_error"] < 1e-10
+        assert original["final"]["iteration_time"] > meta["final"]["iteration_time"]
 
 
 def test_meta_reports_qmax_of_the_ordering():
