@@ -86,11 +86,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = record.outcome
     first, last = outcome.rows[0], outcome.rows[-1]
     accuracy = "" if last["accuracy"] != last["accuracy"] else f", accuracy {last['accuracy']:.4f}"
+    if config.algorithm.kind == "gradient_coding":  # a PS run: iterations, not interactions
+        progress = (
+            f"{last['iteration']} iterations, {last['iteration_time']:.4g} s per iteration, "
+            f"{last['epochs']:.3g} epochs, loss {first['loss']:.4g} → {last['loss']:.4g}"
+            f"{accuracy}, decode error {last['decode_error_median']:.3g} (median relative)"
+        )
+    else:
+        progress = (
+            f"{last['interactions']} interactions, "
+            f"{last['epochs']:.3g} epochs, loss {first['loss']:.4g} → {last['loss']:.4g}"
+            f"{accuracy}, consensus {last['consensus']:.3g}"
+        )
     print(
         f"{config.name}/{record.run_id}: {outcome.status} ({outcome.stop_reason}) — "
-        f"{last['time']:.4g} s simulated, {last['interactions']} interactions, "
-        f"{last['epochs']:.3g} epochs, loss {first['loss']:.4g} → {last['loss']:.4g}"
-        f"{accuracy}, consensus {last['consensus']:.3g}, {_format_bits(last['bits'])} sent, "
+        f"{last['time']:.4g} s simulated, {progress}, {_format_bits(last['bits'])} sent, "
         f"wall {record.meta['wall_time']:.2f} s → {record.path}"
     )
     if outcome.status == "interrupted":

@@ -103,7 +103,7 @@ def gc_config(name: str, algorithm: dict, sweep: dict) -> dict:
             "chunks": WORKERS,
             "load": 3,
             "assignment": "cyclic",
-            "ordering": "optimized",
+            "ordering": "expected",
             "lr": 2.0,
             "batch": "full",
             **algorithm,

@@ -1,5 +1,5 @@
 """Gradient coding building blocks: assignments, Tandon codes, the protocol's coefficients,
-schedules and orderings — the facts of papers.md section 2, checked on the pure functions."""
+schedules and orderings — the facts of docs/gradient_coding.md, checked on the pure functions."""
 
 from __future__ import annotations
 

@@ -67,9 +67,9 @@ def test_counters_of_uncoded_by_hand():
     outcome, sim, gc = run(config)
     n, d = 6, gc.objective.dim
     last = outcome.rows[-1]
-    # per iteration: a broadcast of the model to n workers, n gradients back
+    # per iteration: a broadcast of the model to n workers, n gradients (+ header) back
     assert last["messages"] == 3 * 2 * n
-    assert last["bits"] == 3 * 2 * n * 64 * d
+    assert last["bits"] == 3 * n * 64 * d + 3 * n * (64 * d + 64)
     assert last["coded_messages"] == 3 * n and last["chunks_wasted"] == 0
     assert last["chunks_computed"] == 3 * n
     assert last["epochs"] == pytest.approx(3.0)
@@ -191,7 +191,7 @@ def test_shipped_configs_run(tmp_path, name, capsys):
 def test_compare_config_sweeps_every_scheme():
     config = load_config(CONFIGS / "gc_compare.yaml")
     schemes = config.sweep["grid"]["algorithm.scheme"]
-    assert schemes == ["uncoded", "ignore_stragglers", "fr", "cr", "partial"]
+    assert schemes == ["uncoded", "ignore_stragglers", "fr", "cr", "original", "partial"]
     for scheme in schemes:
         prepare(load_config(CONFIGS / "gc_compare.yaml", [f"algorithm.scheme={scheme}"]))
 

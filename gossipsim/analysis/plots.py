@@ -33,10 +33,14 @@ LABELS = {
     "local_steps": "local SGD steps (all nodes)",
     "idle_time": "idle time waiting for partners (s, all nodes)",
     "messages": "messages sent",
-    "decode_error": "decode error ‖ĝ − g‖",
+    "decode_error": "relative decode error ‖ĝ − g‖ / ‖g‖",
+    "decode_error_median": "median relative decode error ‖ĝ − g‖ / ‖g‖",
+    "decode_error_mean": "mean relative decode error ‖ĝ − g‖ / ‖g‖",
+    "iteration_time": "seconds per PS iteration (mean so far)",
+    "condition_number": "worst condition number met",
 }
 SHORT = {"loss": "loss", "accuracy": "accuracy", "consensus": "consensus", "bits": "bits sent"}
-LOG_Y = {"loss", "consensus", "decode_error"}
+LOG_Y = {"loss", "consensus", "decode_error", "decode_error_median", "decode_error_mean"}
 X_CHOICES = ("time", "interactions", "epochs", "bits")
 Y_CHOICES = ("loss", "accuracy", "consensus")
 #: A y axis goes logarithmic when its positive values span at least this ratio.

@@ -2,7 +2,9 @@
 
 Per configuration (runs that differ only in their seed): how many runs and how they ended,
 the final loss and accuracy (mean ± standard deviation across seeds), and the simulated
-time, interactions and bits needed to first reach a target loss. The target is
+time, interactions and bits needed to first reach a target loss. Gradient-coding runs
+show the seconds per iteration and the median relative decode error instead of
+interactions. The target is
 ``stop.target_loss`` when the runs set one, else the highest final mean loss among the
 configurations, so that every configuration reaches it and the table says who got there
 first. Failed and diverged runs are listed with their errors.
@@ -82,6 +84,13 @@ def reach(frame: pd.DataFrame, target: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _gradient_coding(group: pd.DataFrame) -> bool:
+    """Whether the runs are gradient-coding runs (they record seconds per iteration)."""
+    if "final_iteration_time" not in group:
+        return False
+    return bool(pd.to_numeric(group["final_iteration_time"], errors="coerce").notna().any())
+
+
 def summarize(path: str | Path, target: float | None = None) -> tuple[pd.DataFrame, float | None]:
     """The per-configuration summary table of the sweep at ``path`` and the target used."""
     path = Path(path)
@@ -112,17 +121,23 @@ def summarize(path: str | Path, target: float | None = None) -> tuple[pd.DataFra
         row["status"] = ", ".join(f"{n} {s}" for s, n in statuses.items())
         row["final loss"] = _mean_sd(group.get("final_loss", pd.Series(dtype=float)))
         row["final accuracy"] = _mean_sd(group.get("final_accuracy", pd.Series(dtype=float)))
+        coded = _gradient_coding(group)
+        if coded:  # a parameter-server run: seconds per iteration and the decode's error
+            row["iteration time (s)"] = _mean_sd(group["final_iteration_time"])
+            row["decode error (median)"] = _mean_sd(group["final_decode_error_median"])
         if target is not None and "time_to_target" in group:
             reached = group["time_to_target"].notna()
             suffix = "" if reached.all() else f" ({int(reached.sum())}/{len(group)} reached)"
             if reached.any():
                 hit = group[reached]
                 row["time to target (s)"] = _fmt(hit["time_to_target"].mean()) + suffix
-                row["interactions to target"] = _fmt(hit["interactions_to_target"].mean())
+                if not coded:
+                    row["interactions to target"] = _fmt(hit["interactions_to_target"].mean())
                 row["bits to target"] = _bits(float(hit["bits_to_target"].mean()))
             else:
                 row["time to target (s)"] = f"not reached{suffix}"
-                row["interactions to target"] = "—"
+                if not coded:
+                    row["interactions to target"] = "—"
                 row["bits to target"] = "—"
         rows.append(row)
     return pd.DataFrame(rows), target

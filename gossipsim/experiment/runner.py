@@ -97,7 +97,9 @@ def prepare(config: RunConfig) -> Prepared:
     if gradient_coding:  # sizes, assignment and chunks checked before the run
         assert isinstance(config.algorithm, GradientCodingConfig)
         try:
-            coding.validate(config.algorithm, problem.n_train)
+            coding.validate(
+                config.algorithm, problem.n_train, streams.generator("coding/assignment")
+            )
         except ValueError as exc:
             raise _located(config, "algorithm", exc) from None
     comp = config.compute
@@ -231,6 +233,9 @@ def execute(
     prepared = prepare(config)
     outcome, sim = simulate(prepared, progress)
     summary = run_summary(prepared, outcome, time.perf_counter() - started)
+    coded = getattr(sim, "gradient_coding", None)
+    if coded is not None:  # Qmax of the chunk orders (None when exact recovery is impossible)
+        summary["qmax"] = coded.qmax if np.isfinite(coded.qmax) else None
     # A simulation is a reference cycle (environment → queued process → simulation), which
     # only the cyclic collector frees: collect it now, or a sweep running many runs in one
     # process keeps every run's data set alive until the collector happens to run.

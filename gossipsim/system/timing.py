@@ -214,6 +214,15 @@ class ComputeModel:
             self._slow[node] = slow
             self._until[node] += rng.exponential(self._period_mean(slow))
 
+    def step_times(self, node: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+        """The times of ``steps`` consecutive single steps of ``node``, drawn in one call:
+        the values ``steps`` calls of ``duration(node, 1, …)`` would return one by one
+        (numpy draws a vector element by element). Not for transient stragglers, whose
+        slow periods depend on when each step starts."""
+        if self._transient:
+            raise ValueError("step_times: transient stragglers need duration() per step")
+        return self._draw(rng, steps) * self.factors[node]
+
     def duration(self, node: int, steps: int, now: float, rng: np.random.Generator) -> float:
         """Total time of ``steps`` consecutive local steps of ``node`` starting at ``now``.
 

@@ -1,4 +1,6 @@
-"""Tandon et al. gradient coding (ICML 2017): encoding matrices and least-squares decoding.
+"""The original gradient codes: encodings fixed in advance, decoded from finished workers.
+
+ℓ = 1 — Tandon et al. (ICML 2017):
 
 Worker ``i`` finishes all of its chunks and sends ``(B g)_i = Σ_j B_ij g_j``; the PS decodes
 ``g = Σ_{i∈F} a_i (B g)_i`` from the set ``F`` of workers heard from, with ``a`` solving
@@ -17,6 +19,28 @@ Worker ``i`` finishes all of its chunks and sends ``(B g)_i = Σ_j B_ij g_j``; t
 
 ``decode`` computes ``a`` with ``scipy.linalg.lstsq`` (minimum-norm when several ``a``
 work, e.g. two members of one FR group) and reports the condition number of ``B_F``.
+
+Any ℓ, any assignment — the communication-efficient original (Ye & Abbe, ICML 2018), in a
+real-valued form of ours: the gradient is split into ℓ blocks as in :mod:`.partial`, and
+worker ``i`` sends ``f_i = Σ_j Σ_k B[i, j, k]·g_j^(k)`` (length ``d/ℓ``) once it has finished
+*all* of its chunks. With ``r_j`` the replication of chunk ``j`` the code tolerates
+``s = min_j r_j − ℓ`` full stragglers (``δ − ℓ`` on a cyclic assignment with ``N = m``):
+
+* draw ``V`` (``N × K``, ``K = N − s``) with i.i.d. standard normal entries once from the
+  ``coding`` stream; any ``K`` of its rows are independent with probability one;
+* for every chunk ``j`` and block ``k`` take the minimum-norm ``c ∈ R^K`` with
+  ``V[i]·c = 0`` for every worker ``i`` *not* holding ``j`` and with the last ℓ
+  coordinates of ``c`` equal to ``e_k`` (``N − r_j + ℓ ≤ K`` equations), and set
+  ``B[:, j, k] = V·c``: zero off the holders of ``j``;
+* so ``f = V·Σ_{j,k} c^{(j,k)} g_j^(k)``, and from any ``K`` vectors the PS solves for that
+  sum and reads its last ℓ coordinates: the ℓ blocks of ``g``. Ye & Abbe's polynomial code
+  is the case ``V`` = Vandermonde, which is numerically unstable for large ``N``; the
+  Gaussian ``V`` is far better conditioned but still grows with ``N``.
+
+:func:`decode_blocks` decodes any such code from the workers ``F`` heard from: the
+least-squares ``D`` (ℓ × |F|) minimising ``‖D·B_F − U‖`` where ``B_F`` is ``(|F|, m·ℓ)`` and
+``U`` picks block ``k`` of every chunk; decodable when the residual is below
+``DECODE_TOLERANCE``. In approximate mode the same least-squares ``D`` is used as it is.
 """
 
 from __future__ import annotations
@@ -112,3 +136,72 @@ def decode(B: np.ndarray, rows: np.ndarray | list[int]) -> Decoding:
 def decodable(B: np.ndarray, rows: np.ndarray | list[int]) -> bool:
     """Whether the all-ones vector lies (to ``DECODE_TOLERANCE``) in the row space of B_F."""
     return decode(B, rows).exact
+
+
+# -- ℓ parts: the communication-efficient original -----------------------------------------
+
+
+def block_target(m: int, parts: int) -> np.ndarray:
+    """``U`` (ℓ × m·ℓ): row ``k`` sums block ``k`` over the chunks (coordinate ``j·ℓ + k``)."""
+    U = np.zeros((parts, m * parts))
+    for k in range(parts):
+        U[k, k::parts] = 1.0
+    return U
+
+
+def mds_encoding(assignment: Assignment, parts: int, rng: np.random.Generator) -> np.ndarray:
+    """``B`` (n, m, ℓ) of the communication-efficient original (module docstring)."""
+    support = assignment.support
+    n, m = support.shape
+    stragglers = int(assignment.replication.min()) - parts
+    if stragglers < 0:
+        raise ValueError(
+            f"algorithm.parts: parts ({parts}) exceeds the least replication of a chunk "
+            f"({int(assignment.replication.min())})"
+        )
+    K = n - stragglers
+    for _ in range(10):
+        V = rng.standard_normal((n, K))
+        B = np.zeros((n, m, parts))
+        for j in range(m):
+            others = np.flatnonzero(~support[:, j])
+            select = np.zeros((parts, K))
+            select[:, K - parts :] = np.eye(parts)
+            A = np.vstack([V[others], select])
+            rhs = np.vstack([np.zeros((others.size, parts)), np.eye(parts)])
+            C = np.linalg.pinv(A) @ rhs  # (K, ℓ)
+            B[:, j, :] = V @ C
+            B[others, j, :] = 0.0  # zero up to round-off by construction
+        if decode_blocks(B, np.arange(K)).exact:
+            return B
+    raise RuntimeError("communication-efficient code construction failed in 10 draws")
+
+
+def decode_blocks(B: np.ndarray, rows: np.ndarray | list[int]) -> Decoding:
+    """Least-squares decoder ``a`` (ℓ × |F|) with ``a·B_F ≈ U`` for the workers ``rows``."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    n, m, parts = B.shape
+    if rows.size == 0:
+        return Decoding(rows, np.zeros((parts, 0)), 1.0, 1.0)
+    BF = B[rows].reshape(rows.size, m * parts)
+    U = block_target(m, parts)
+    solution, *_ = scipy.linalg.lstsq(BF.T, U.T, lapack_driver="gelsd")
+    a = solution.T
+    residual = float(np.max(np.abs(a @ BF - U)))
+    return Decoding(rows, a, residual, condition_number(BF))
+
+
+def first_decodable(B: np.ndarray, order: np.ndarray, groups: list[int]) -> Decoding | None:
+    """The decoding from the shortest prefix ``order[:k]``, ``k`` in ``groups`` (increasing),
+    that decodes; ``None`` when even ``order`` does not. Decodability only grows with the
+    set of workers, so a binary search over ``groups`` finds it."""
+    lo, hi = 0, len(groups) - 1
+    found: Decoding | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        decoding = decode_blocks(B, order[: groups[mid]])
+        if decoding.exact:
+            found, hi = decoding, mid - 1
+        else:
+            lo = mid + 1
+    return found

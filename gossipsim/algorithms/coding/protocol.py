@@ -5,11 +5,18 @@
 * ``uncoded`` — chunk ``i`` on worker ``i`` (needs ``chunks = workers``); the PS waits for all;
 * ``ignore_stragglers`` — same data, the PS waits for the fastest ``n − s`` (``s = load − 1``)
   and rescales: ĝ is the mean gradient over the samples it heard from;
-* ``fr`` / ``cr`` — Tandon et al. gradient coding with ``load`` chunks per worker
-  (fractional / cyclic assignment, ``chunks = workers``; see :mod:`.encoding`);
+* ``fr`` / ``cr`` — the original protocols with ``load`` chunks per worker on the
+  fractional / cyclic assignment (``chunks = workers``): Tandon et al.'s codes for
+  ``parts = 1``, the communication-efficient code of :mod:`.encoding` for ``parts > 1``;
+* ``original`` — the communication-efficient original code on any ``assignment``;
 * ``partial`` — the partial-straggler protocol of 2405.19509 (:mod:`.partial`,
-  :mod:`.schedule`) on the ``assignment`` (cyclic or fractional) and ``ordering`` chosen.
-  ``recovery``/``deadline``/``ordering``/``report_every`` only concern this scheme.
+  :mod:`.schedule`) on the ``assignment`` (cyclic, fractional, graph or matrix) and the
+  ``ordering`` chosen. ``ordering``/``report_every`` only concern this scheme;
+  ``recovery``/``deadline`` concern it and the original protocols (which, at the deadline,
+  decode by least squares from the workers finished by then).
+
+``parts`` (ℓ) splits every gradient into ℓ blocks: every coded vector has ``⌈d/ℓ⌉``
+entries, and exact recovery needs every chunk processed ℓ times (docs/gradient_coding.md).
 
 **Data and gradients.** The training set is shuffled once (stream ``chunks``) and split into
 ``m`` near-equal chunks (``numpy.array_split``); ``objective.partition`` does not apply.
@@ -28,8 +35,9 @@ fewer slots (uncoded and ignore_stragglers use slot 0 only). Two runs that diffe
 ``algorithm.scheme`` therefore see identical per-slot durations, iteration by iteration,
 whenever the compute model has no *transient* stragglers (transient slow periods are
 keyed to simulated time, which advances differently per scheme). Message times come from
-``network``: the model broadcast and the coded vectors carry ``64·d`` bits, a progress
-report 32 bits, the signal the state vector (``32·n`` bits). One PS process computes each
+``network``: the model broadcast carries ``64·d`` bits, a coded vector ``64·⌈d/ℓ⌉`` bits
+plus a 64-bit header, a progress report 32 bits, the signal the state vector (``32·n``
+bits). One PS process computes each
 iteration's event list from these draws (:mod:`.schedule`), applies the PS step at the
 decode time, and a bookkeeping process stamps the counters at the exact event times.
 
@@ -39,47 +47,64 @@ iteration, g the true full gradient at the PS model), ``decode_error_mean`` and
 relative error of an approximate decode large, so the median is the robust summary),
 ``iteration_time`` (mean seconds per iteration so far), ``coded_messages``,
 ``report_messages``, ``chunks_computed``, ``chunks_wasted`` (computed and thrown away),
-``condition_number`` (of the last decode: ``B_F`` for FR/CR, the constraint matrix of the
-protocol, 1 for the uncoded baselines) and ``snapshot_time`` (mean seconds from the model
-broadcast to the encode-and-transmit signal, protocol only). ``bits`` and ``messages``
-count every message, ``interactions`` counts coded vectors, ``local_steps`` counts chunk
-gradients and ``epochs`` samples processed over the training-set size; ``idle_time`` is
-worker time spent not computing within iterations.
+``condition_number`` (the worst met so far in the run: of ``B_F`` for the original codes,
+of the ``R[:, S_j]`` for the protocol, 1 for the uncoded baselines) and
+``snapshot_time`` (mean seconds from the model broadcast to the encode-and-transmit
+signal, protocol only). ``bits`` and ``messages`` count every message, ``interactions``
+counts coded vectors, ``local_steps`` counts chunk gradients and ``epochs`` samples
+processed over the training-set size; ``idle_time`` is worker time spent not computing
+within iterations.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Generator
 
 import networkx as nx
 import numpy as np
 import simpy
 
+from gossipsim.algorithms.coding import kernels as coding_kernels
 from gossipsim.algorithms.coding.assignment import (
     Assignment,
+    graph_assignment,
     identity_assignment,
     make_assignment,
+    matrix_assignment,
+    read_matrix,
 )
-from gossipsim.algorithms.coding.encoding import cr_encoding, fr_encoding
-from gossipsim.algorithms.coding.ordering import make_orders
-from gossipsim.algorithms.coding.partial import encoding_coefficients, positions, processed
+from gossipsim.algorithms.coding.encoding import cr_encoding, fr_encoding, mds_encoding
+from gossipsim.algorithms.coding.ordering import make_orders, qmax
+from gossipsim.algorithms.coding.partial import (
+    Encoder,
+    decoding_matrix,
+    join_blocks,
+    positions,
+    processed,
+    split_blocks,
+)
 from gossipsim.algorithms.coding.schedule import (
     BROADCAST,
     CODED,
+    KIND_CODES,
     REPORT,
     SIGNAL,
     MessageTimes,
     Schedule,
     baseline_schedule,
+    coded_bits,
     partial_schedule,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import GradientCodingConfig
+from gossipsim.experiment.config import GradientCodingConfig, GraphAssignmentConfig
 from gossipsim.system.timing import ComputeModel
+from gossipsim.system.topology import build_graph
 
-SCHEMES = ("uncoded", "ignore_stragglers", "fr", "cr", "partial")
+SCHEMES = ("uncoded", "ignore_stragglers", "fr", "cr", "original", "partial")
+CODED_SCHEMES = ("fr", "cr", "original")  # the original protocols: fixed codes
 METRICS = (
     "iteration",
     "decode_error",
@@ -93,40 +118,120 @@ METRICS = (
     "condition_number",
     "snapshot_time",
 )
+DEFAULT_LOAD = 3
+DRAW_BLOCK = 64  # iterations of compute durations drawn at once per worker
 
 
 def chunk_count(config: GradientCodingConfig) -> int:
     return config.chunks if config.chunks is not None else config.workers
 
 
-def plan_assignment(config: GradientCodingConfig) -> Assignment:
-    """The assignment a scheme uses; ValueError naming the field when the sizes do not fit."""
-    n, m, load = config.workers, chunk_count(config), config.load
+def _graph_assignment(config: GradientCodingConfig, rng: np.random.Generator) -> Assignment:
+    spec = config.assignment
+    assert isinstance(spec, GraphAssignmentConfig)
+    topo = spec.topology
+    n = config.workers
+    if config.chunks is not None and config.chunks != n:
+        raise ValueError(
+            f"algorithm.chunks: a graph assignment has one chunk per worker ({n}), got "
+            f"chunks={config.chunks}"
+        )
+    size = topo.n if "n" in topo.model_fields_set else n
+    try:
+        graph = build_graph(
+            topo.kind,
+            size,
+            rng,
+            degree=getattr(topo, "degree", 4),
+            p=getattr(topo, "p", 0.1),
+            k=getattr(topo, "k", 4),
+            rows=getattr(topo, "rows", None),
+            path=getattr(topo, "path", None),
+        )
+    except ValueError as exc:
+        message = str(exc).replace("topology.", "algorithm.assignment.topology.")
+        if not re.match(r"^algorithm\.assignment\.topology[a-z_.]*: ", message):
+            message = f"algorithm.assignment.topology: {message}"
+        raise ValueError(message) from None
+    return graph_assignment(graph, n)
+
+
+def plan_assignment(
+    config: GradientCodingConfig, rng: np.random.Generator | None = None
+) -> Assignment:
+    """The assignment a scheme uses; ValueError naming the field when the sizes do not fit.
+
+    ``rng`` (stream ``coding/assignment``) draws random graphs for graph assignments.
+    """
+    n, m = config.workers, chunk_count(config)
+    load = config.load if config.load is not None else DEFAULT_LOAD
     scheme = config.scheme
     if scheme not in SCHEMES:
         raise ValueError(
             f"algorithm.scheme: unknown scheme {scheme!r}; valid: {', '.join(SCHEMES)}"
         )
-    if scheme != "partial" and m != n:
+    spec = config.assignment
+    if scheme not in ("partial", "original") and m != n:
         raise ValueError(
             f"algorithm.chunks: scheme {scheme} needs chunks equal to workers "
             f"(Tandon et al.'s setting), got chunks={m}, workers={n}"
         )
-    if load > n:
+    if load > n and isinstance(spec, str):
         raise ValueError(f"algorithm.load: load ({load}) must not exceed workers ({n})")
     if scheme in ("uncoded", "ignore_stragglers"):
+        if config.parts != 1:
+            raise ValueError(
+                f"algorithm.parts: scheme {scheme} sends whole chunk gradients; parts must be "
+                f"1, got {config.parts}"
+            )
         return identity_assignment(n)
     if scheme == "fr":
-        return make_assignment("fractional", n, m, load)
-    if scheme == "cr":
-        return make_assignment("cyclic", n, m, load)
-    return make_assignment(config.assignment, n, m, load)
+        assignment = make_assignment("fractional", n, m, load)
+    elif scheme == "cr":
+        assignment = make_assignment("cyclic", n, m, load)
+    elif isinstance(spec, str):
+        assignment = make_assignment(spec, n, m, load)
+    else:
+        if isinstance(spec, GraphAssignmentConfig):
+            assignment = _graph_assignment(config, rng or np.random.default_rng(0))
+        else:
+            support = read_matrix(spec.path)
+            assignment = matrix_assignment(support, n, spec.path)
+            if config.chunks is not None and config.chunks != assignment.chunks:
+                raise ValueError(
+                    f"algorithm.chunks: the matrix {spec.path} has {assignment.chunks} "
+                    f"columns (chunks), got chunks={config.chunks}"
+                )
+        most = int(assignment.loads.max())
+        if config.load is not None and config.load != most:
+            raise ValueError(
+                f"algorithm.load: the {assignment.kind} assignment sets the load "
+                f"({most} chunks per worker); leave load out or set it to {most}"
+            )
+        load = most
+    if config.parts > load:
+        raise ValueError(
+            f"algorithm.parts: parts ({config.parts}) must not exceed load ({load}): exact "
+            "recovery needs every chunk processed parts times"
+        )
+    least = int(assignment.replication.min())
+    if config.parts > least:
+        raise ValueError(
+            f"algorithm.parts: parts ({config.parts}) exceeds the least replication of a "
+            f"chunk ({least}) in the {assignment.kind} assignment: some chunk could never "
+            "have parts processed copies"
+        )
+    return assignment
 
 
-def validate(config: GradientCodingConfig, n_train: int | None = None) -> None:
+def validate(
+    config: GradientCodingConfig,
+    n_train: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> None:
     """Check a gradient-coding config beyond its field types (raises ValueError)."""
-    plan_assignment(config)
-    m = chunk_count(config)
+    assignment = plan_assignment(config, rng)
+    m = assignment.chunks
     if n_train is not None and n_train < m:
         raise ValueError(
             f"algorithm.chunks: {m} chunks but only {n_train} training samples; every chunk "
@@ -150,15 +255,23 @@ class GradientCoding:
         self.config = config
         problem = sim.problem
         self.n = config.workers
-        self.m = chunk_count(config)
-        self.load = config.load
-        validate(config, problem.n_train)
+        self.parts = config.parts
+        assignment_rng = sim.streams.generator("coding/assignment")
+        validate(config, problem.n_train, assignment_rng)
         if sim.models.shape[0] != self.n:
             raise ValueError(
                 f"algorithm.workers: the model matrix has {sim.models.shape[0]} rows for "
                 f"{self.n} workers (build the run with gossipsim.experiment.runner)"
             )
-        self.assignment = plan_assignment(config)
+        self.assignment = plan_assignment(config, sim.streams.generator("coding/assignment"))
+        self.m = self.assignment.chunks
+        self.loads = self.assignment.loads.astype(np.int64)
+        # Slots drawn per worker and iteration: the most loaded worker's chunks; the uncoded
+        # baselines draw ``load`` slots too (and use one) so every scheme sees the same draws.
+        self.load = int(self.loads.max())
+        if config.scheme in ("uncoded", "ignore_stragglers"):
+            self.load = config.load if config.load is not None else DEFAULT_LOAD
+        self.stragglers = self.load - 1  # ignore_stragglers waits for n − s
         self.objective = problem.objective
         self.l2 = float(problem.objective.l2)
 
@@ -170,6 +283,13 @@ class GradientCoding:
         self.chunk_y = [np.ascontiguousarray(y[idx]) for idx in self.chunk_index]
         self.sizes = np.array([idx.size for idx in self.chunk_index], dtype=np.float64)
         self.weights = self.sizes / X.shape[0]  # N_j / N
+        self._kernel_head = coding_kernels.kernel_head(self.objective)
+        if self._kernel_head is not None:
+            self._rows = np.ascontiguousarray(X[order], dtype=np.float64)
+            self._targets = np.ascontiguousarray(
+                self.objective.head.targets(y[order]), dtype=np.float64
+            )
+            self._starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self._size_groups: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for size in np.unique(self.sizes.astype(np.int64)):
             members = np.flatnonzero(self.sizes == size)
@@ -179,34 +299,67 @@ class GradientCoding:
                 np.stack([self.chunk_y[j] for j in members]),
             )
 
-        # The code.
+        # The code. Original protocols: Tandon et al.'s FR / CR for ℓ = 1, else the
+        # communication-efficient code (encoding.mds_encoding) on the assignment.
         self.B: np.ndarray | None = None
-        if config.scheme == "fr":
-            self.B = fr_encoding(self.assignment)
-        elif config.scheme == "cr":
-            self.B = cr_encoding(self.assignment, sim.streams.generator("coding"))
-        self.orders = list(self.assignment.natural)
+        if config.scheme in CODED_SCHEMES:
+            if config.scheme == "fr" and self.parts == 1:
+                self.B = fr_encoding(self.assignment)
+            elif config.scheme == "cr" and self.parts == 1:
+                self.B = cr_encoding(self.assignment, sim.streams.generator("coding"))
+            else:
+                self.B = mds_encoding(self.assignment, self.parts, sim.streams.generator("coding"))
+        # The protocol: the decoding matrix R (ℓ × N), fixed for the run.
+        self.encoder = Encoder(
+            decoding_matrix(
+                self.parts,
+                self.n,
+                sim.streams.generator("coding/decoder"),
+                self.assignment.support,
+            )
+        )
+        self.orders: list[tuple[int, ...]] = list(self.assignment.natural)
         if config.scheme == "partial":
             self.orders = make_orders(
-                config.ordering, self.assignment, sim.compute, sim.streams.generator
+                config.ordering,
+                self.assignment,
+                sim.compute,
+                sim.streams.generator,
+                parts=self.parts,
             )
         self.pos = positions(self.assignment, self.orders)
+        self._slot_chunk = np.zeros((self.n, max(self.load, 1)), dtype=np.int64)
+        for i, worker_order in enumerate(self.orders):
+            self._slot_chunk[i, : len(worker_order)] = worker_order
+        #: Qmax of the orders processed (natural for the original codes), for meta.json.
+        self.qmax = qmax(self.pos, self.loads, self.parts)
 
         # Timing.
         d = self.objective.dim
         net = sim.network
-        vector_bits = 64 * d
+        model_bits = 64 * d
+        vector_bits = coded_bits(d, self.parts)
         self.net = MessageTimes(
-            model=net.message_time(vector_bits),
+            model=net.message_time(model_bits),
             report=net.message_time(32),
             signal=net.message_time(32 * self.n),
             coded=net.message_time(vector_bits),
-            model_bits=vector_bits,
+            model_bits=model_bits,
             report_bits=32,
             signal_bits=32 * self.n,
             coded_bits=vector_bits,
         )
         self.timing = sim.streams.generators("timing", self.n)
+        self._message_times = np.zeros(len(KIND_CODES))
+        for kind, seconds in (
+            (BROADCAST, self.net.model),
+            (REPORT, self.net.report),
+            (SIGNAL, self.net.signal),
+            (CODED, self.net.coded),
+        ):
+            self._message_times[KIND_CODES[kind]] = seconds
+        self._buffer = np.zeros((self.n, 0))
+        self._buffer_used = 0
         compute = sim.compute
         self.transient = (
             compute.mode == "transient" and compute.fraction > 0 and compute.slowdown > 1
@@ -216,6 +369,22 @@ class GradientCoding:
         # The PS model (row 0 of the initial models) mirrored into every row.
         self.w = sim.models[0].copy()
         sim.models[:] = self.w
+
+        # Bookkeeping. Counters are stamped at the events' exact times: by a process that
+        # wakes at every event when a stop rule watches them (epochs, interactions), else
+        # lazily, whenever they are read (the recorder flushes the executor first).
+        stop = sim.config.stop
+        self.lazy = stop.epochs is None and stop.interactions is None
+        self._queued: list[list] = []
+        if self.lazy:
+            executor = sim.executor
+            flush = executor.flush
+
+            def stamped_flush() -> None:
+                self.stamp(float(sim.env.now))
+                flush()
+
+            executor.flush = stamped_flush  # type: ignore[method-assign]
 
         # Metrics.
         self.decode_errors: list[float] = []
@@ -232,8 +401,13 @@ class GradientCoding:
     def chunk_gradients(self, w: np.ndarray) -> np.ndarray:
         """``(m, d)`` gradients ``∇f_j(w)`` of each chunk's mean data loss (no L2 term)."""
         G = np.empty((self.m, w.size))
+        if self._kernel_head is not None:  # linear objectives: one compiled pass
+            coding_kernels.chunk_gradients(
+                w, self._rows, self._targets, self._starts, self._kernel_head, G
+            )
+            return G
         for members, Xb, yb in self._size_groups.values():
-            W = np.broadcast_to(w, (members.size, w.size))
+            W = np.tile(w, (members.size, 1))  # contiguous: faster batched products
             G[members] = self.objective.grad_many(W, Xb, yb)
         if self.l2:
             G -= self.l2 * w
@@ -246,17 +420,36 @@ class GradientCoding:
         g = self.objective.grad(w, self.chunk_X[chunk][idx], self.chunk_y[chunk][idx])
         return g - self.l2 * w if self.l2 else g
 
-    def coded_vectors(self, w: np.ndarray, G: np.ndarray, E: np.ndarray, senders) -> np.ndarray:
-        """``v_i = Σ_j E_ij g_j`` for each sender (``E`` rows follow ``senders``)."""
-        weighted = E * self.weights
+    def _worker_gradients(self, w: np.ndarray, worker: int, chunks: np.ndarray) -> np.ndarray:
+        """``(len(chunks), d)`` minibatch chunk gradients of one worker, in its own order."""
+        wanted = set(chunks.tolist())
+        rows = {
+            int(c): self._minibatch_gradient(w, worker, int(c))
+            for c in self.orders[worker]
+            if c in wanted
+        }
+        return np.stack([rows[int(c)] for c in chunks])
+
+    def coded_vectors(
+        self, w: np.ndarray, G: np.ndarray, E: np.ndarray, senders: np.ndarray
+    ) -> np.ndarray:
+        """``f_i = Σ_j Σ_k E[i, j, k]·(N_j/N)·g_j^(k)`` for each sender (``E`` rows follow
+        ``senders``; ``E`` is ``(|senders|, m, ℓ)``): one vector of ``⌈d/ℓ⌉`` per sender."""
+        weighted = E * self.weights[None, :, None]
         if self.config.batch == "full":
-            return weighted @ G
-        V = np.zeros((len(senders), w.size))
+            if self.parts == 1:
+                return weighted[:, :, 0] @ G
+            blocks = split_blocks(G, self.parts)  # (m, ℓ, b)
+            return sum(weighted[:, :, k] @ blocks[:, k, :] for k in range(self.parts))
+        width = -(-w.size // self.parts)
+        F = np.zeros((len(senders), width))
         for row, worker in enumerate(senders):
-            for chunk in self.orders[worker]:  # the worker's own order of draws
-                if weighted[row, chunk] != 0.0:
-                    V[row] += weighted[row, chunk] * self._minibatch_gradient(w, worker, chunk)
-        return V
+            used = np.flatnonzero(np.any(weighted[row] != 0.0, axis=1))
+            if used.size == 0:
+                continue
+            mine = split_blocks(self._worker_gradients(w, int(worker), used), self.parts)
+            F[row] = np.einsum("jk,jkb->b", weighted[row, used], mine)
+        return F
 
     def estimate(
         self, w: np.ndarray, G: np.ndarray, schedule: Schedule
@@ -266,24 +459,28 @@ class GradientCoding:
         senders = schedule.senders
         if scheme == "partial":
             assert schedule.state is not None
-            coefficients = encoding_coefficients(processed(self.pos, schedule.state))
-            condition = coefficients.condition
-            E = coefficients.beta[senders]
-            decoder = np.ones(senders.size)
-        elif scheme in ("fr", "cr"):
+            encoding = self.encoder.encode(processed(self.pos, schedule.state))
+            condition = encoding.condition
+            E = encoding.E[senders]
+            decoder = self.encoder.R[:, senders]  # (ℓ, |senders|)
+        elif scheme in CODED_SCHEMES:
             assert self.B is not None and schedule.decoding is not None
-            E = self.B[schedule.decoding.rows]
-            decoder = schedule.decoding.a
+            code = self.B[:, :, None] if self.B.ndim == 2 else self.B
+            senders = schedule.decoding.rows
+            E = code[senders]
+            decoder = schedule.decoding.a.reshape(self.parts, senders.size)
             condition = schedule.decoding.condition
         else:
-            E = np.eye(self.m)[senders]
+            E = np.eye(self.m)[senders][:, :, None]
             heard = float(self.weights[senders].sum())
-            decoder = np.full(senders.size, 1.0 / heard if scheme == "ignore_stragglers" else 1.0)
+            scale = 1.0 / heard if scheme == "ignore_stragglers" and heard > 0 else 1.0
+            decoder = np.full((1, senders.size), scale)
             condition = 1.0
         if senders.size == 0:
             data = np.zeros_like(w)
         else:
-            data = decoder @ self.coded_vectors(w, G, E, senders)
+            blocks = decoder @ self.coded_vectors(w, G, E, senders)  # (ℓ, b)
+            data = join_blocks(blocks, w.size)
         return (data + self.l2 * w if self.l2 else data), condition
 
     # -- timing --------------------------------------------------------------------------
@@ -301,6 +498,8 @@ class GradientCoding:
         """
         compute = compute or self.sim.compute
         rngs = rngs or self.timing
+        if reached is None and not self.transient and compute is self.sim.compute:
+            return self._buffered_durations(rngs)
         D = np.full((self.n, self.load), np.nan)
         for i in range(self.n):
             now = start
@@ -310,6 +509,19 @@ class GradientCoding:
                 D[i, slot] = compute.duration(i, 1, now, rngs[i])
                 now += D[i, slot]
         return D
+
+    def _buffered_durations(self, rngs: list[np.random.Generator]) -> np.ndarray:
+        """The next ``(n, load)`` durations, drawn ``DRAW_BLOCK`` iterations at a time per
+        worker: numpy draws a vector element by element, so these are the values one draw
+        per slot gives (only these draws use the ``timing`` streams)."""
+        if self._buffer_used >= self._buffer.shape[1]:
+            width = DRAW_BLOCK * self.load
+            compute = self.sim.compute
+            self._buffer = np.stack([compute.step_times(i, width, rngs[i]) for i in range(self.n)])
+            self._buffer_used = 0
+        used = self._buffer_used
+        self._buffer_used = used + self.load
+        return self._buffer[:, used : used + self.load]
 
     def plan_iteration(self, start: float) -> Schedule:
         """Draw the iteration's slot durations and compute its schedule.
@@ -348,10 +560,16 @@ class GradientCoding:
 
     def schedule(self, D: np.ndarray) -> Schedule:
         config = self.config
+        deadline = config.deadline if config.recovery == "approximate" else None
         if config.scheme == "partial":
-            deadline = config.deadline if config.recovery == "approximate" else None
-            return partial_schedule(D, self.pos, self.net, config.report_every, deadline)
-        return baseline_schedule(config.scheme, D, self.net, self.B, self.load - 1)
+            return partial_schedule(
+                D, self.pos, self.net, config.report_every, deadline, self.parts, self.loads
+            )
+        if config.scheme in CODED_SCHEMES:
+            return baseline_schedule(
+                config.scheme, D, self.net, self.B, loads=self.loads, deadline=deadline
+            )
+        return baseline_schedule(config.scheme, D, self.net, stragglers=self.stragglers)
 
     # -- processes -----------------------------------------------------------------------
 
@@ -364,11 +582,16 @@ class GradientCoding:
             G = self.chunk_gradients(self.w)
             truth = G.T @ self.weights + (self.l2 * self.w if self.l2 else 0.0)
             g_hat, condition = self.estimate(self.w, G, schedule)
-            env.process(self.bookkeeping(t0, schedule))
+            if self.lazy:
+                self.queue_events(t0, schedule)
+            else:
+                env.process(self.bookkeeping(t0, schedule))
             yield env.timeout(schedule.decode_time)
             self.w = self.w - self.config.lr * g_hat
             sim.models[:] = self.w
-            self.condition = condition
+            self.condition = (
+                condition if math.isnan(self.condition) else max(self.condition, condition)
+            )
             norm = float(np.linalg.norm(truth))
             error = float(np.linalg.norm(g_hat - truth))
             self.decode_errors.append(error / norm if norm > 0 else error)
@@ -379,6 +602,70 @@ class GradientCoding:
             sim.count_iteration()
             # Let a stop requested by this step take effect before the next broadcast.
             yield env.timeout(0)
+
+    def _chunk_samples(self, worker: int, slot: int) -> int:
+        size = int(self.sizes[self.orders[worker][slot]])
+        batch = self.config.batch
+        return min(int(batch), size) if batch != "full" else size
+
+    def queue_events(self, t0: float, schedule: Schedule) -> None:
+        """Lazy bookkeeping: keep the iteration's events as cumulative sums over their times;
+        :meth:`stamp` adds those up to a time when the counters are read."""
+        # Columns: chunks, wasted, samples, messages, bits, comm time, reports, coded.
+        chunk = schedule.chunk_array
+        workers, slots = chunk[:, 1].astype(np.int64), chunk[:, 2].astype(np.int64)
+        sizes = self.sizes[self._slot_chunk[workers, slots]]
+        if self.config.batch != "full":
+            sizes = np.minimum(sizes, float(self.config.batch))
+        table_c = np.zeros((chunk.shape[0], 8))
+        table_c[:, 0] = 1.0
+        table_c[:, 1] = chunk[:, 3]
+        table_c[:, 2] = sizes
+        message = schedule.message_array
+        codes = message[:, 1].astype(np.int64)
+        counts = message[:, 2]
+        table_m = np.zeros((message.shape[0], 8))
+        table_m[:, 3] = counts
+        table_m[:, 4] = counts * message[:, 3]
+        table_m[:, 5] = counts * self._message_times[codes]
+        table_m[:, 6] = counts * (codes == KIND_CODES[REPORT])
+        table_m[:, 7] = counts * (codes == KIND_CODES[CODED])
+        times = np.concatenate([chunk[:, 0], message[:, 0]])
+        tags = np.concatenate([np.zeros(chunk.shape[0]), np.ones(message.shape[0])])
+        order = np.lexsort((tags, times))  # by time, chunk completions first (stable)
+        times = t0 + times[order]
+        sums = np.vstack([np.zeros((1, 8)), np.cumsum(np.vstack([table_c, table_m])[order], 0)])
+        self._queued.append([times, sums, 0])
+
+    def stamp(self, now: float) -> None:
+        """Add every queued event at or before ``now`` to the counters (nothing at time 0:
+        the first row is the state before the run, as on the event-by-event path)."""
+        if now <= 0.0:
+            return
+        sim = self.sim
+        counters = sim.executor.counters
+        alive = []
+        for entry in self._queued:
+            times, sums, done = entry
+            upto = int(np.searchsorted(times, now, side="right"))
+            if upto > done:
+                chunks, wasted, samples, messages, bits, comm, reports, coded = (
+                    sums[upto] - sums[done]
+                )
+                self.chunks_computed += int(chunks)
+                self.wasted_chunks += int(wasted)
+                sim.local_steps += int(chunks)
+                sim.samples += int(samples)
+                counters.messages += int(messages)
+                counters.bits += int(bits)
+                sim.comm_time += float(comm)
+                self.report_messages += int(reports)
+                self.coded_messages += int(coded)
+                sim.interactions += int(coded)
+                entry[2] = upto
+            if entry[2] < times.size:
+                alive.append(entry)
+        self._queued = alive
 
     def bookkeeping(self, t0: float, schedule: Schedule) -> Generator[simpy.Event, object, None]:
         """Stamp chunk completions and messages on the counters at their event times."""
@@ -405,9 +692,7 @@ class GradientCoding:
                 self.chunks_computed += 1
                 self.wasted_chunks += int(wasted)
                 sim.local_steps += 1
-                size = int(self.sizes[self.orders[worker][slot]])
-                batch = self.config.batch
-                sim.samples += min(int(batch), size) if batch != "full" else size
+                sim.samples += self._chunk_samples(worker, slot)
                 if stop.epochs is not None and sim.epochs >= stop.epochs:
                     sim.request_stop("epochs")
             else:

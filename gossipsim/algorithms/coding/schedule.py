@@ -9,14 +9,19 @@ moment ``0`` at which the PS starts broadcasting the model:
   ``L_model + D[i, 0] + … + D[i, k]``;
 * **uncoded / ignore_stragglers** — worker ``i`` processes chunk ``i`` (slot 0 only) and
   sends it; the PS waits for all ``n`` / the fastest ``n − s`` vectors;
-* **fr / cr** — worker ``i`` processes all ``ℓ`` chunks and sends one coded vector; the PS
-  decodes at the first arrival after which ``1`` lies in the row space of ``B_F``;
+* **fr / cr / original** — worker ``i`` processes all ``δ_i`` of its chunks and sends one
+  coded vector; the PS decodes at the first arrival after which the vectors in hand
+  decode (:func:`.encoding.first_decodable`). With a deadline (approximate recovery) it
+  decodes at the deadline at the latest, by least squares from the vectors arrived by then;
 * **partial** — workers report progress (after every chunk, or every ``report_every``
   seconds when the count changed); the PS keeps the state vector from the reports that
-  have *arrived*, and sends encode-and-transmit (with the state vector) when every chunk is
-  covered (exact) or at the deadline, whichever comes first (approximate). Workers stop on
-  the signal and send one coded vector each (those with a non-zero state); the PS decodes
-  when the last of them arrives.
+  have *arrived*, and sends encode-and-transmit (with the state vector) when every chunk
+  has ``≥ ℓ`` processed copies (exact) or at the deadline, whichever comes first
+  (approximate). Workers stop on the signal and send one coded vector each (those with a
+  non-zero state); the PS decodes when the last of them arrives.
+
+Workers may hold different numbers of chunks (``loads``; matrix assignments): ``D`` has a
+column per slot of the most loaded worker and worker ``i`` uses its first ``δ_i``.
 
 In the baselines a worker's unfinished work is abandoned when the next model arrives
 (``decode_time + L_model``); chunks finished and not used are *wasted*. In the protocol a
@@ -31,11 +36,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gossipsim.algorithms.coding.encoding import Decoding, decode
-from gossipsim.algorithms.coding.partial import covered
+from gossipsim.algorithms.coding.encoding import Decoding, decode_blocks, first_decodable
 
 # Message kinds used in Schedule.messages
 BROADCAST, REPORT, SIGNAL, CODED = "broadcast", "report", "signal", "coded"
+
+
+HEADER_BITS = 64  # a coded vector's header (sender, iteration)
+FLOAT_BITS = 64
+
+
+def coded_bits(d: int, parts: int = 1) -> int:
+    """Bits of one coded vector: ``⌈d/ℓ⌉`` floats and a header."""
+    return FLOAT_BITS * (-(-d // parts)) + HEADER_BITS
 
 
 @dataclass(frozen=True)
@@ -52,27 +65,68 @@ class MessageTimes:
     coded_bits: int
 
     @classmethod
-    def zero(cls, n: int = 1, d: int = 1) -> MessageTimes:
+    def zero(cls, n: int = 1, d: int = 1, parts: int = 1) -> MessageTimes:
         """Instant messages (zero latency, infinite bandwidth) with the usual sizes."""
-        return cls(0.0, 0.0, 0.0, 0.0, 64 * d, 32, 32 * n, 64 * d)
+        return cls(0.0, 0.0, 0.0, 0.0, 64 * d, 32, 32 * n, coded_bits(d, parts))
+
+
+#: Message kinds as codes in the arrays, in the (alphabetical) order of their names, so
+#: sorting by code sorts as the names do.
+KIND_CODES = {BROADCAST: 0, CODED: 1, REPORT: 2, SIGNAL: 3}
+KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+
+def _sorted_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows sorted lexicographically by their columns (as a list of tuples would sort)."""
+    if rows.shape[0] < 2:
+        return rows
+    return rows[np.lexsort(rows.T[::-1])]
 
 
 @dataclass
 class Schedule:
-    """The events of one iteration (times relative to the PS's model broadcast)."""
+    """The events of one iteration (times relative to the PS's model broadcast).
+
+    The events are kept as arrays (unsorted): ``chunk_array`` rows ``(t, worker, slot,
+    wasted)`` for every chunk a worker finishes, ``message_array`` rows ``(send time, kind
+    code, number of messages, bits each)``; ``chunk_events`` and ``messages`` give them as
+    sorted lists of tuples.
+    """
 
     decode_time: float
     senders: np.ndarray  # workers whose vectors the PS combines
-    # (t, worker, slot, wasted) for every chunk a worker finishes
-    chunk_events: list[tuple[float, int, int, bool]] = field(default_factory=list)
-    # (send time, kind, number of messages, bits each)
-    messages: list[tuple[float, str, int, int]] = field(default_factory=list)
     busy: np.ndarray = field(default_factory=lambda: np.zeros(0))  # compute seconds per worker
     decoding: Decoding | None = None  # fr / cr
     state: np.ndarray | None = None  # partial: the state vector at the snapshot
     snapshot_time: float = math.nan  # partial: when the PS sent encode-and-transmit
     stop_time: float = math.inf  # when workers stop computing (next model / the signal)
     slots: int = 0  # slots a worker may process this iteration (1 for the uncoded baselines)
+    chunk_array: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    message_array: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+
+    def set_chunks(self, rows: np.ndarray) -> None:
+        """Set the chunk events (any order; the list view sorts them)."""
+        self.chunk_array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+    def set_messages(self, rows: list[tuple[float, str, int, int]] | np.ndarray) -> None:
+        """Set the messages (any order; the list view sorts them)."""
+        if isinstance(rows, list):
+            rows = np.array([(t, KIND_CODES[k], c, b) for t, k, c, b in rows], dtype=float)
+        self.message_array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+    @property
+    def chunk_events(self) -> list[tuple[float, int, int, bool]]:
+        """``(t, worker, slot, wasted)`` per finished chunk, sorted."""
+        rows = _sorted_rows(self.chunk_array).tolist()
+        return [(t, int(i), int(k), bool(w)) for t, i, k, w in rows]
+
+    @property
+    def messages(self) -> list[tuple[float, str, int, int]]:
+        """``(send time, kind, number of messages, bits each)``, sorted."""
+        return [
+            (t, KIND_NAMES[int(code)], int(count), int(bits))
+            for t, code, count, bits in _sorted_rows(self.message_array).tolist()
+        ]
 
     def reached(self, D: np.ndarray, start: float) -> np.ndarray:
         """``(n, slots)`` bool: slot started before the workers stop (its duration matters)."""
@@ -83,15 +137,21 @@ class Schedule:
 
     @property
     def wasted_chunks(self) -> int:
-        return sum(1 for *_, wasted in self.chunk_events if wasted)
+        return int(self.chunk_array[:, 3].sum())
 
     @property
     def computed_chunks(self) -> int:
-        return len(self.chunk_events)
+        return int(self.chunk_array.shape[0])
 
 
 def _finish_times(D: np.ndarray, slots: int, start: float) -> np.ndarray:
     return start + np.cumsum(D[:, :slots], axis=1)
+
+
+def _loads(D: np.ndarray, loads: np.ndarray | None) -> np.ndarray:
+    if loads is None:
+        return np.full(D.shape[0], D.shape[1], dtype=np.int64)
+    return np.asarray(loads, dtype=np.int64)
 
 
 def baseline_schedule(
@@ -100,74 +160,94 @@ def baseline_schedule(
     net: MessageTimes,
     B: np.ndarray | None = None,
     stragglers: int = 0,
+    loads: np.ndarray | None = None,
+    deadline: float | None = None,
 ) -> Schedule:
-    """Schedule of uncoded, ignore_stragglers (``stragglers`` = s), fr or cr (``B`` given)."""
+    """Schedule of uncoded, ignore_stragglers (``stragglers`` = s) or an original code
+    (fr / cr / original: ``B`` given, ``(n, m)`` for ℓ = 1 or ``(n, m, ℓ)``).
+
+    ``deadline`` (original codes only): decode at the deadline at the latest, from the
+    vectors that have arrived by then."""
     n = D.shape[0]
     slots = 1 if scheme in ("uncoded", "ignore_stragglers") else D.shape[1]
+    loads = np.ones(n, dtype=np.int64) if slots == 1 else _loads(D, loads)
     finish = _finish_times(D, slots, net.model)  # (n, slots)
-    done = finish[:, -1]
+    done = finish[np.arange(n), loads - 1]
     arrival = done + net.coded
     order = np.argsort(arrival, kind="stable")
     decoding = None
+    decode_time = math.nan
     if scheme == "uncoded":
         k = n
     elif scheme == "ignore_stragglers":
         k = n - stragglers
-    elif scheme in ("fr", "cr"):
+    elif scheme in ("fr", "cr", "original"):
         if B is None:
             raise ValueError(f"scheme {scheme} needs an encoding matrix")
-        k = 0
-        while True:
-            k += 1
-            # Vectors arriving at the same instant are all in hand together.
-            while k < n and arrival[order[k]] == arrival[order[k - 1]]:
-                k += 1
-            decoding = decode(B, order[:k])
-            if decoding.exact or k >= n:
-                break
+        code = B[:, :, None] if B.ndim == 2 else B
+        # Vectors arriving at the same instant are all in hand together: candidate sets end
+        # where the arrival time changes.
+        arrived = arrival[order]
+        ends = [k for k in range(1, n + 1) if k == n or arrived[k] != arrived[k - 1]]
+        ends = [k for k in ends if np.isfinite(arrived[k - 1])] or [n]
+        decoding = first_decodable(code, order, ends)
+        if decoding is not None:
+            k = decoding.rows.size
+            decode_time = float(arrived[k - 1])
+        if deadline is not None and (decoding is None or decode_time > deadline):
+            k = int(np.searchsorted(arrived, deadline, side="right"))
+            decoding = decode_blocks(code, order[:k])
+            decode_time = float(deadline)
+        elif decoding is None:
+            decoding = decode_blocks(code, order)
+            k = n
     else:
         raise ValueError(f"unknown baseline scheme {scheme!r}")
-    while k < n and arrival[order[k]] == arrival[order[k - 1]]:
-        k += 1
+    if math.isnan(decode_time):
+        while k < n and arrival[order[k]] == arrival[order[k - 1]]:
+            k += 1
+        decode_time = float(arrival[order[k - 1]])
     senders = np.sort(order[:k])
-    decode_time = float(arrival[order[k - 1]])
     abort = decode_time + net.model  # the next model reaches the workers
     schedule = Schedule(decode_time, senders, decoding=decoding, stop_time=abort, slots=slots)
-    schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
+    messages = [(0.0, BROADCAST, n, net.model_bits)]
     used = np.zeros(n, dtype=bool)
     used[senders] = True
-    busy = np.zeros(n)
+    chunks = []
     for i in range(n):
-        for slot, t in enumerate(finish[i]):
+        for slot, t in enumerate(finish[i, : loads[i]]):
             if t <= abort:
-                schedule.chunk_events.append((float(t), i, slot, not used[i]))
-        busy[i] = min(done[i], abort) - net.model
+                chunks.append((float(t), i, slot, not used[i]))
         if done[i] <= abort:
-            schedule.messages.append((float(done[i]), CODED, 1, net.coded_bits))
-    schedule.busy = busy
-    schedule.chunk_events.sort()
-    schedule.messages.sort()
+            messages.append((float(done[i]), CODED, 1, net.coded_bits))
+    schedule.busy = np.minimum(done, abort) - net.model
+    schedule.set_chunks(np.array(chunks, dtype=np.float64))
+    schedule.set_messages(messages)
     return schedule
 
 
 def report_events(
-    D: np.ndarray, net: MessageTimes, report_every: float
+    D: np.ndarray, net: MessageTimes, report_every: float, loads: np.ndarray | None = None
 ) -> list[tuple[float, float, int, int]]:
     """Progress reports as ``(arrival, send, worker, count)``, sorted by arrival.
 
     ``report_every = 0``: a report after each chunk. Otherwise at multiples of
     ``report_every`` after the worker started, when its count changed since the last one.
+    Chunks that never finish (``D`` infinite: a crashed worker) are never reported.
     """
     n, slots = D.shape
+    loads = _loads(D, loads)
     finish = _finish_times(D, slots, net.model)
     events: list[tuple[float, float, int, int]] = []
     for i in range(n):
+        own = finish[i, : loads[i]]
+        own = own[np.isfinite(own)]
         if report_every <= 0:
-            sends = [(float(t), k + 1) for k, t in enumerate(finish[i])]
+            sends = [(float(t), k + 1) for k, t in enumerate(own)]
         else:
-            ticks = np.ceil((finish[i] - net.model) / report_every) * report_every + net.model
+            ticks = np.ceil((own - net.model) / report_every) * report_every + net.model
             # Guard against round-off putting a tick a hair before its chunk's finish.
-            ticks = np.maximum(ticks, finish[i])
+            ticks = np.maximum(ticks, own)
             sends = []
             for k, tick in enumerate(ticks):
                 if sends and sends[-1][0] == float(tick):
@@ -185,58 +265,76 @@ def partial_schedule(
     net: MessageTimes,
     report_every: float = 0.0,
     deadline: float | None = None,
+    parts: int = 1,
+    loads: np.ndarray | None = None,
 ) -> Schedule:
     """Schedule of the partial-straggler protocol (``deadline`` set = approximate recovery)."""
     n, slots = D.shape
+    loads = _loads(D, loads)
     finish = _finish_times(D, slots, net.model)
-    reports = report_events(D, net, report_every)
-    state = np.zeros(n, dtype=np.int64)
-    snapshot = math.inf
-    index = 0
-    while index < len(reports):
-        arrival = reports[index][0]
-        if deadline is not None and arrival > deadline:
-            break
-        while index < len(reports) and reports[index][0] == arrival:
-            _, _, worker, count = reports[index]
-            state[worker] = max(state[worker], count)
-            index += 1
-        if covered(pos, state).all():
-            snapshot = arrival
-            break
-    if math.isinf(snapshot):
-        if deadline is None:
-            raise ValueError(
-                "the chunks are not all held by some worker; exact recovery is impossible"
-            )
+    # When the PS learns that slot k of worker i is done: its report's send time (the
+    # chunk's finish, or the next reporting tick) plus the report's delivery time.
+    mine = np.arange(slots)[None, :] < loads[:, None]
+    done = mine & np.isfinite(finish)
+    if report_every <= 0:
+        sends = finish
+    else:
+        ticks = np.ceil((finish - net.model) / report_every) * report_every + net.model
+        sends = np.maximum(ticks, finish)  # round-off must not put a tick before the chunk
+    sends = np.where(done, sends, np.inf)
+    known = sends + net.report  # (n, slots), inf for slots never reported
+    # Every chunk has ℓ copies once the ℓ-th earliest of its holders' reports has arrived.
+    held_w, held_c = np.nonzero(pos < slots)
+    at = np.full(pos.shape, np.inf)
+    at[held_w, held_c] = known[held_w, pos[held_w, held_c]]
+    if parts == 1:
+        cover = at.min(axis=0)
+    else:
+        cover = np.partition(at, parts - 1, axis=0)[parts - 1]
+    snapshot = float(cover.max()) if cover.size else 0.0
+    if deadline is not None and snapshot > deadline:
         snapshot = float(deadline)
+    state = ((known <= snapshot) & np.isfinite(known)).sum(axis=1).astype(np.int64)
+    # Without a deadline and with chunks never covered (crashed workers), the iteration
+    # never ends: the snapshot stays infinite.
     stop = snapshot + net.signal  # the signal reaches the workers
     senders = np.flatnonzero(state > 0)
     decode_time = stop + net.coded if senders.size else snapshot
     schedule = Schedule(
         decode_time, senders, state=state, snapshot_time=snapshot, stop_time=stop, slots=slots
     )
-    schedule.messages.append((0.0, BROADCAST, n, net.model_bits))
-    for _, send, _, _ in reports:
-        if send <= stop:
-            schedule.messages.append((send, REPORT, 1, net.report_bits))
-    schedule.messages.append((snapshot, SIGNAL, n, net.signal_bits))
-    if senders.size:
-        schedule.messages.append((stop, CODED, int(senders.size), net.coded_bits))
-    busy = np.zeros(n)
-    for i in range(n):
-        for k, t in enumerate(finish[i]):
-            if t <= stop:
-                schedule.chunk_events.append((float(t), i, k, k >= state[i]))
-        busy[i] = min(finish[i, -1], stop) - net.model if stop > net.model else 0.0
-    schedule.busy = busy
-    schedule.chunk_events.sort()
-    schedule.messages.sort()
+    # One report per finished chunk, or per tick in which the count changed.
+    sent = np.isfinite(sends) & (sends <= stop)
+    if report_every <= 0:
+        report_sends = sends[sent]
+    else:
+        report_sends = np.concatenate(
+            [np.unique(row[ok]) for row, ok in zip(sends, sent, strict=True)]
+        )
+    rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits)]
+    if math.isfinite(snapshot):
+        rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits))
+        if senders.size:
+            rows.append((stop, KIND_CODES[CODED], int(senders.size), net.coded_bits))
+    reports = np.empty((report_sends.size, 4))
+    reports[:, 0] = report_sends
+    reports[:, 1:] = (KIND_CODES[REPORT], 1, net.report_bits)
+    schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]))
+    workers, ks = np.nonzero(mine & (finish <= stop))
+    chunks = np.empty((workers.size, 4))
+    chunks[:, 0] = finish[workers, ks]
+    chunks[:, 1] = workers
+    chunks[:, 2] = ks
+    chunks[:, 3] = ks >= state[workers]
+    schedule.set_chunks(chunks)
+    last = finish[np.arange(n), loads - 1]
+    schedule.busy = np.minimum(last, stop) - net.model if stop > net.model else np.zeros(n)
     return schedule
 
 
-def coverage_times(C: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Time at which every chunk is first covered, for a batch of scenarios.
+def coverage_times(C: np.ndarray, pos: np.ndarray, parts: int = 1) -> np.ndarray:
+    """Time at which every chunk first has ``parts`` processed copies, for a batch of
+    scenarios.
 
     ``C[k, i, s]`` is when worker ``i`` finishes its slot ``s`` in scenario ``k`` (cumulative
     durations); ``pos`` gives the slot of each held chunk. No network delays: this is the
@@ -247,4 +345,6 @@ def coverage_times(C: np.ndarray, pos: np.ndarray) -> np.ndarray:
     m = pos.shape[1]
     times = np.full((K, n, m), np.inf)
     times[:, workers, chunks] = C[:, workers, pos[workers, chunks]]
-    return times.min(axis=1).max(axis=1)
+    if parts == 1:
+        return times.min(axis=1).max(axis=1)
+    return np.partition(times, parts - 1, axis=1)[:, parts - 1].max(axis=1)
