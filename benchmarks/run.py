@@ -1,15 +1,23 @@
 """The performance harness: ``make bench`` (``python -m benchmarks.run``).
 
-Each workload in ``benchmarks/workloads/*.yaml`` runs in a fresh child process, so its peak
-memory is its own. The child prepares the run (data, graph: reported, not timed), times the
-simulation, and, where the workload names one, runs the plain numpy reference of the same
-math in the same process right after, so the ratio compares like with like. The parent
-collects everything, with the machine facts that decide the figures (Python, numpy, BLAS
-and its threads, ``OPENBLAS_*`` variables, load average), checks the targets of issue 7 and
-writes ``benchmarks/results.json``.
+Each workload in ``benchmarks/workloads/*.yaml`` runs in fresh child processes, so its peak
+memory is its own. ``kind: simulation``: a child prepares the run (data, graph: reported,
+not timed), times ``simulate()`` with its phase split (:class:`PhaseTimer`: numeric
+kernels, metric rows, build, event loop), and runs the workload's numpy ``reference`` and
+compiled ``limit`` of the same math in the same process right after, so the ratios compare
+like with like; then the same config runs through the CLI as a user runs it
+(:mod:`benchmarks.cli_probe`), which gives the fixed cost of a run (the whole process minus
+``simulate()``). ``cli_only: true`` workloads (swarm-100k) are measured by that CLI run
+alone. ``kind: cli`` (cli-swarm-1m) is a whole-process CLI run against the numpy reference;
+``kind: sweep`` times a sweep serially and through the process executor. The parent collects
+everything, with the machine facts that decide the figures (Python, numpy, BLAS and its
+threads, ``OPENBLAS_*`` variables, load average), checks the targets of issue 12 (and those
+of issue 7 still in force) and writes ``benchmarks/results.json``. A workload that fails is
+reported with its error; the others still run.
 
 Options: ``--only NAME`` (repeatable), ``--output PATH``, ``--quick`` (a tenth of the
-interactions, to try the harness itself).
+interactions or iterations, to try the harness itself), ``--skip-long`` (leave out the
+workloads marked ``long: true``).
 """
 
 from __future__ import annotations
