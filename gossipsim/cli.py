@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -73,9 +74,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gossipsim.results import check_output_dir
     from gossipsim.runner import run_to_directory
 
     config = load_config(args.config, args.set)
+    check_output_dir(args.out)
     update, bar = _progress_bar(config, args.quiet)
     try:
         record = run_to_directory(config, args.out, progress=update)
@@ -98,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from gossipsim.results import check_output_dir
     from gossipsim.sweep import load_sweep, run_sweep, summary_lines
 
     sweep = load_sweep(args.config, args.set)
@@ -107,6 +111,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{len(sweep)} runs of {sweep.name} → {args.out}/{sweep.name}/ (dry run: none started)"
         )
         return 0
+    check_output_dir(args.out)
     outcome = run_sweep(
         sweep,
         args.out,
@@ -123,10 +128,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from gossipsim.results import collect, default_collect_path, write_collected
+    from gossipsim.results import (
+        check_output_file,
+        collect,
+        default_collect_path,
+        write_collected,
+    )
 
+    target = Path(args.output) if args.output else default_collect_path(args.path)
     frame = collect(args.path)
-    target = write_collected(frame, args.output or default_collect_path(args.path))
+    check_output_file(target, "--output")
+    target = write_collected(frame, target)
     runs = frame["run_id"].nunique() if len(frame) else 0
     print(
         f"wrote {target}: {len(frame)} rows from {runs} runs, columns: {', '.join(frame.columns)}"

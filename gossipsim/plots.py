@@ -340,8 +340,8 @@ def plot_results(
 
     The default output is ``<sweep dir>/<y>_vs_<x>.png`` (and ``.pdf``).
     """
-    frame = load_table(path)
-    fig = plot_table(frame, x=x, y=y, hue=hue, col=col)
+    from gossipsim.results import check_output_file
+
     if output is not None:
         target = Path(output)
         suffix = target.suffix.lstrip(".")
@@ -349,6 +349,9 @@ def plot_results(
             formats = [suffix, *(f for f in formats if f != suffix)]
     else:
         target = figure_directory(path) / f"{y}_vs_{x}.png"
+    frame = load_table(path)
+    check_output_file(target, "--output" if output is not None else "plot")
+    fig = plot_table(frame, x=x, y=y, hue=hue, col=col)
     return save_figure(fig, target, formats)
 
 

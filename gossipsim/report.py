@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from gossipsim.plots import standard_figures
-from gossipsim.results import collect, parameters_of, read_run, run_directories, runs_table
+from gossipsim.results import (
+    check_output_file,
+    collect,
+    parameters_of,
+    read_run,
+    run_directories,
+    runs_table,
+)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -142,6 +149,7 @@ def write_report(
     path = Path(path)
     output = Path(output) if output else path / "report.md"
     frame = collect(path)
+    check_output_file(output, "--output")
     runs = runs_table(path)
     table, target = summarize(path, target)
     name = str(frame["name"].iloc[0]) if len(frame) else path.name

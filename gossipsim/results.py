@@ -32,6 +32,58 @@ import gossipsim
 PACKAGES = ("numpy", "scipy", "simpy", "networkx", "pydantic", "pyarrow")
 
 
+class OutputError(ValueError):
+    """An output location that cannot be written (the message names the path)."""
+
+
+def _first_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _directory_problem(path: Path) -> str | None:
+    """Why results cannot be written in directory ``path`` (created if missing), or None."""
+    existing = _first_existing(path)
+    if not existing.is_dir():
+        return "not a directory" if existing == path else f"{existing} is a file, not a directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gossipsim-write-test-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """Make sure results can be written under ``path`` (created if missing), before any work.
+
+    Raises :class:`OutputError` naming the path when it or an ancestor is a file, the
+    directory is read-only, or the file system refuses a write.
+    """
+    path = Path(path)
+    problem = _directory_problem(path)
+    if problem is not None:
+        raise OutputError(f"{option} {path}: {problem}")
+    return path
+
+
+def check_output_file(path: str | Path, option: str = "--output") -> Path:
+    """Make sure the file ``path`` can be written (its directory created if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a directory, expected a file name")
+    problem = _directory_problem(path.parent)
+    if problem is None and path.exists() and not os.access(path, os.W_OK):
+        problem = "file is not writable"
+    if problem is not None:
+        raise OutputError(f"{option} {path}: {problem}")
+    return path
+
+
 def run_id(resolved: dict[str, Any]) -> str:
     """Stable id of a run: hash of its resolved config plus the gossipsim version."""
     canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))

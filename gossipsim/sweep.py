@@ -45,6 +45,7 @@ from pydantic import BaseModel
 from gossipsim import config as cfg
 from gossipsim.config import ConfigError, ConfigSource, RunConfig, load_yaml, validate_data
 from gossipsim.results import (
+    check_output_dir,
     code_fingerprint,
     environment,
     metrics_table,
@@ -637,7 +638,7 @@ def run_sweep(
     from tqdm import tqdm
 
     started = time.perf_counter()
-    out = Path(out).resolve()
+    out = check_output_dir(Path(out).resolve(), "out")
     results: dict[int, RunResult] = {}
     pending: list[SweepRun] = []
     code = code_fingerprint()
