@@ -623,6 +623,11 @@ class ConfigSource:
         string_path = tuple(str(p) for p in path)
         if any(string_path[: len(o)] == o for o in self.overridden):
             return "--set"
+        # A section that only an override created (``--set foo.bar=1``) is not in the file.
+        if path not in self.positions and any(
+            o[: len(string_path)] == string_path for o in self.overridden
+        ):
+            return "--set"
         probe: tuple[Any, ...] = tuple(path)
         while probe and probe not in self.positions:
             probe = probe[:-1]
@@ -794,6 +799,8 @@ def validate_data(data: Any, source: ConfigSource | None = None) -> RunConfig:
 def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
     """Read a YAML file; return its data and the line of every key path."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a directory, expected a YAML config file"])
     if not path.is_file():
         raise ConfigError([f"{path}: config file not found"])
     text = path.read_text()

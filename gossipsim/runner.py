@@ -39,6 +39,9 @@ from gossipsim.rng import Streams
 from gossipsim.timing import ComputeModel, Network
 from gossipsim.topology import build_graph, spectral_gap
 
+#: The error text of a diverged run (it has no exception; its metrics became non-finite).
+DIVERGED = "loss or consensus became non-finite (diverged); a smaller algorithm.lr may help"
+
 _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
 
 
@@ -263,7 +266,7 @@ def run_to_directory(
         "started": started,
         **summary,
         **environment(),
-        "error": None,
+        "error": DIVERGED if outcome.status == "diverged" else None,
     }
     table = metrics_table(outcome.rows, list(outcome.rows[0]))
     path = write_run(out, config.name, identifier, resolved, meta, table)

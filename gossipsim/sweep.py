@@ -681,8 +681,10 @@ def run_sweep(
             if result.status == "interrupted":  # Ctrl-C / SIGTERM: its rows are kept, stop
                 raise KeyboardInterrupt
             if result.status != "complete":
-                notice = f"{sweep.name}/{result.run_id}: {result.status}: {result.error or ''}"
-                bar.write(notice.rstrip(": "), file=sys.stderr)
+                notice = f"{sweep.name}/{result.run_id}: {result.status}: {_error_text(result)}"
+                bar.write(notice, file=sys.stderr)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(sweep, results) from None
     finally:
         bar.close()
     ordered = [results[run.index] for run in sweep.runs]
@@ -781,6 +783,31 @@ def _execute_dask(
             cluster.close()
 
 
+def _error_text(result: RunResult) -> str:
+    if result.error:
+        return result.error
+    if result.status == "diverged":
+        from gossipsim.runner import DIVERGED
+
+        return DIVERGED
+    return "no error text"
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a sweep; ``str()`` says how far it got and how to resume."""
+
+    def __init__(self, sweep: Sweep, results: dict[int, RunResult]) -> None:
+        self.total = len(sweep.runs)
+        finished = [r for r in results.values() if r.status != "interrupted"]
+        self.finished = len(finished)
+        self.this_time = sum(not r.skipped for r in finished)
+        super().__init__(
+            f"interrupted: {self.finished} of {self.total} runs of {sweep.name} finished "
+            f"({self.this_time} in this invocation); run the same command again to resume "
+            "(finished runs are skipped)"
+        )
+
+
 def summary_lines(outcome: SweepOutcome) -> list[str]:
     """Human summary of a finished sweep: counts, then every run that did not complete."""
     sweep = outcome.sweep
@@ -802,6 +829,6 @@ def summary_lines(outcome: SweepOutcome) -> list[str]:
         run = sweep.runs[result.index]
         lines.append(
             f"  {result.status}: {sweep.name}/{result.run_id} (#{result.index}, {combo}, "
-            f"seed {run.seed}): {result.error or 'no error text'}"
+            f"seed {run.seed}): {_error_text(result)}"
         )
     return lines
