@@ -19,6 +19,7 @@ import pandas as pd
 
 from gossipsim.plots import standard_figures
 from gossipsim.results import (
+    UNREADABLE,
     check_output_file,
     collect,
     parameters_of,
@@ -56,7 +57,10 @@ def _bits(value: float) -> str:
 def _target_from_configs(path: Path) -> float | None:
     targets = set()
     for run in run_directories(path):
-        config, _, _ = read_run(run)
+        try:
+            config, _, _ = read_run(run)
+        except UNREADABLE:
+            continue  # collect() warns about it
         target = (config.get("stop") or {}).get("target_loss")
         if target is not None:
             targets.add(float(target))

@@ -211,6 +211,37 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], pa.Table
     return config, meta, pq.read_table(path / "metrics.parquet")
 
 
+#: What reading a damaged run directory raises (missing, truncated or corrupt files).
+UNREADABLE: tuple[type[Exception], ...] = (OSError, ValueError, yaml.YAMLError, pa.ArrowException)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+_WARNED: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (skipped inputs; the command goes on), once each."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def run_problem(path: str | Path) -> str | None:
+    """Why the run directory ``path`` is damaged (a file missing or unreadable), or None."""
+    path = Path(path)
+    try:
+        config, meta, table = read_run(path)
+    except UNREADABLE as exc:
+        return _reason(exc)
+    if not isinstance(config, dict) or not isinstance(meta, dict):
+        return "config.yaml or meta.json is not a mapping"
+    return None
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``meta.json`` of one run directory."""
     return json.loads((Path(path) / "meta.json").read_text())
@@ -257,7 +288,14 @@ def _load_runs(path: str | Path) -> list[tuple[Path, dict[str, Any], dict[str, A
     runs = run_directories(path)
     if not runs:
         raise FileNotFoundError(f"no run directories with metrics.parquet under {path}")
-    loaded = [(p, *read_run(p)) for p in runs]
+    loaded = []
+    for run in runs:
+        try:
+            loaded.append((run, *read_run(run)))
+        except UNREADABLE as exc:
+            warn(f"skipping {run}: unreadable run directory ({_reason(exc)})")
+    if not loaded:
+        raise FileNotFoundError(f"no readable run directories under {path}")
 
     def order(item: tuple[Path, dict[str, Any], dict[str, Any], pa.Table]) -> tuple:
         sweep = item[2].get("sweep") or {}

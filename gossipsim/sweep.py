@@ -52,6 +52,8 @@ from gossipsim.results import (
     read_meta,
     read_run,
     run_id,
+    run_problem,
+    warn,
     write_run,
 )
 from gossipsim.rng import Streams
@@ -645,6 +647,11 @@ def run_sweep(
     for run in sweep.runs:
         meta = existing_meta(out, sweep.name, run.run_id)
         done = meta is not None and meta.get("status") in DONE_STATUSES
+        if done:
+            problem = run_problem(out / sweep.name / run.run_id)
+            if problem is not None:
+                warn(f"rerunning {out / sweep.name / run.run_id}: damaged ({problem})")
+                done = False
         stale = done and meta.get("code") != code
         if done and not (stale and rerun_stale):
             results[run.index] = RunResult(
