@@ -191,8 +191,20 @@ class StarTopology(_TopologyBase):
 
 
 class EdgeListTopology(_TopologyBase):
+    """A graph read from a file of ``u v`` lines (node ids 0..n-1); ``n`` defaults to the
+    largest id in the file plus one."""
+
     kind: Literal["edge_list"]
     path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_n(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("n") is None and isinstance(data.get("path"), str):
+            largest = _largest_node_id(data["path"])
+            if largest is not None:
+                data = {**data, "n": max(largest + 1, 2)}
+        return data
 
     @field_validator("path")
     @classmethod
@@ -200,6 +212,24 @@ class EdgeListTopology(_TopologyBase):
         if not Path(path).is_file():
             raise ValueError(f"edge list file not found: {path}")
         return path
+
+
+def _largest_node_id(path: str) -> int | None:
+    """The largest node id on the well-formed lines of an edge-list file (None if none).
+
+    Malformed lines are left to the graph builder, which reports them with their line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    largest = None
+    for raw in text.splitlines():
+        parts = raw.split("#", 1)[0].split()
+        if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
+            top = max(int(p) for p in parts)
+            largest = top if largest is None else max(largest, top)
+    return largest
 
 
 TopologyConfig = Annotated[
