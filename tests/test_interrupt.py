@@ -97,7 +97,8 @@ def test_sigkill_leaves_no_run_directory(tmp_path):
     wait_recorded(process, 2)
     process.kill()
     process.communicate(timeout=60)
+    sweep_dir = out / "long"  # the results directory itself is created before the run
     runs = (
-        [p for p in (out / "long").iterdir() if not p.name.startswith(".")] if out.exists() else []
+        [p for p in sweep_dir.iterdir() if not p.name.startswith(".")] if sweep_dir.exists() else []
     )
     assert runs == []
