@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 import types
 import typing
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -69,7 +71,8 @@ class SyntheticData(_DatasetBase):
     kind: Literal["synthetic"] = "synthetic"
     n_samples: Annotated[int, Field(ge=2)] = 10000
     n_features: Annotated[int, Field(ge=1)] = 20
-    n_classes: Annotated[int, Field(ge=2)] = 10
+    # Multiclass objectives only (softmax, mlp; default 10); none for logistic/least_squares.
+    n_classes: Annotated[int, Field(ge=2)] | None = None
     noise: NonNegFloat = 0.1
 
 
@@ -117,14 +120,76 @@ PartitionConfig = Annotated[
 ]
 
 
-class ObjectiveConfig(Section):
+_TASKS = {
+    "least_squares": "regression",
+    "logistic": "binary",
+    "softmax": "multiclass",
+    "mlp": "multiclass",
+}
+#: Classes of a synthetic multiclass data set when ``dataset.n_classes`` is not given.
+DEFAULT_CLASSES = 10
+
+
+class _ObjectiveBase(Section):
     """The training problem: model family, data, how it is split across nodes, batch size."""
 
-    kind: Literal["least_squares", "logistic", "softmax", "mlp"] = "logistic"
     dataset: DatasetConfig = Field(default_factory=SyntheticData)
     partition: PartitionConfig = Field(default_factory=IidPartition)
     batch_size: Annotated[int, Field(ge=1)] = 32
     l2: NonNegFloat = 0.0
+
+    @property
+    def task(self) -> str:
+        return _TASKS[self.kind]  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _classes(self) -> _ObjectiveBase:
+        dataset = self.dataset
+        if isinstance(dataset, SyntheticData):
+            if self.task == "multiclass":
+                if dataset.n_classes is None:
+                    dataset.n_classes = DEFAULT_CLASSES
+            elif dataset.n_classes is not None:
+                raise ValueError(
+                    f"dataset.n_classes: does not apply to {self.kind} "  # type: ignore[attr-defined]
+                    f"({self.task} labels); only softmax and mlp take a number of classes"
+                )
+        return self
+
+
+class _LinearObjective(_ObjectiveBase):
+    # Read by the problem builder for every kind; linear models have no hidden layers.
+    @property
+    def hidden(self) -> list[int]:
+        return [64]
+
+    @property
+    def activation(self) -> str:
+        return "relu"
+
+
+class LeastSquaresObjective(_LinearObjective):
+    """Linear regression, mean squared error."""
+
+    kind: Literal["least_squares"]
+
+
+class LogisticObjective(_LinearObjective):
+    """Binary logistic regression."""
+
+    kind: Literal["logistic"] = "logistic"
+
+
+class SoftmaxObjective(_LinearObjective):
+    """Multiclass (softmax) logistic regression."""
+
+    kind: Literal["softmax"]
+
+
+class MLPObjective(_ObjectiveBase):
+    """A multilayer perceptron with 1 or 2 hidden layers and a softmax output."""
+
+    kind: Literal["mlp"]
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
     activation: Literal["relu", "tanh"] = "relu"
 
@@ -135,14 +200,11 @@ class ObjectiveConfig(Section):
             raise ValueError(f"the MLP supports 1 or 2 hidden layers, got {len(hidden)}")
         return hidden
 
-    @property
-    def task(self) -> str:
-        return {
-            "least_squares": "regression",
-            "logistic": "binary",
-            "softmax": "multiclass",
-            "mlp": "multiclass",
-        }[self.kind]
+
+ObjectiveConfig = Annotated[
+    LeastSquaresObjective | LogisticObjective | SoftmaxObjective | MLPObjective,
+    Field(discriminator="kind"),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,6 +526,11 @@ class GradientCodingConfig(Section):
             raise ValueError(f"load ({self.load}) must not exceed chunks ({chunks})")
         if self.recovery == "approximate" and self.deadline is None:
             raise ValueError("recovery: approximate needs a deadline (seconds)")
+        if self.deadline is not None and (self.scheme, self.recovery) != ("partial", "approximate"):
+            raise ValueError(
+                f"deadline: applies only to scheme: partial with recovery: approximate "
+                f"(got scheme: {self.scheme}, recovery: {self.recovery}); remove it or set null"
+            )
         return self
 
 
@@ -609,7 +676,7 @@ class RunConfig(Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)]
     seed: Annotated[int, Field(ge=0)] = 0
     init: InitConfig = Field(default_factory=InitConfig)
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = Field(default_factory=LogisticObjective)
     topology: TopologyConfig = Field(default_factory=lambda: RingTopology(kind="ring"))
     compute: ComputeConfig = Field(default_factory=lambda: ConstantCompute(kind="constant"))
     network: NetworkConfig = Field(default_factory=NetworkConfig)
@@ -620,6 +687,13 @@ class RunConfig(Section):
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     sweep: dict[str, Any] | None = None
     _source: ConfigSource | None = PrivateAttr(default=None)
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _default_objective_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {**value, "kind": "logistic"}  # the documented default
+        return value
 
     @property
     def source(self) -> ConfigSource | None:
@@ -847,16 +921,97 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str | int, .
     return data, positions
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load and validate a YAML config, applying ``--set`` style overrides first."""
-    data, positions = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
+def section_model(data: dict[str, Any], parts: Sequence[str]) -> type[BaseModel] | None:
+    """The pydantic model of the section at ``parts`` given the kinds written in ``data``."""
+    model: type[BaseModel] | None = RunConfig
+    node: Any = data
+    for part in parts:
+        if model is None or part not in model.model_fields or not isinstance(node, dict):
+            return None
+        node = node.get(part)
+        annotation = model.model_fields[part].annotation
+        members = _union_members(annotation)
+        if members:
+            kind = node.get("kind") if isinstance(node, dict) else None
+            model = members.get(str(kind)) if kind is not None else None
+        else:
+            model = _model_of(annotation)
+    return model
+
+
+def drop_foreign_keys(
+    data: dict[str, Any], kind_keys: Iterable[tuple[str, ...]], swept: set[tuple[str, ...]]
+) -> list[str]:
+    """After a swept or overridden ``kind``, drop the section's keys the new kind lacks.
+
+    ``kind_keys`` are the paths of the changed ``kind`` keys; keys in ``swept`` are kept (a
+    key set explicitly for the new kind that it lacks is still an error). Returns the
+    dropped keys, dotted.
+    """
+    dropped = []
+    for parts in kind_keys:
+        section_path = parts[:-1]
+        node: Any = data
+        for part in section_path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        model = section_model(data, section_path)
+        if model is None:
+            continue
+        for key in list(node):
+            if key in model.model_fields or (*section_path, key) in swept:
+                continue
+            del node[key]
+            dropped.append(".".join((*section_path, key)))
+    return dropped
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str]
+) -> tuple[set[tuple[str, ...]], list[str]]:
+    """Apply ``--set`` overrides to ``data``; return the overridden key paths and the notes
+    on keys dropped because an overridden ``kind`` lacks them (as sweeps drop them)."""
     overridden: set[tuple[str, ...]] = set()
-    for text in overrides or []:
+    for text in overrides:
         parts, value = parse_override(text)
         apply_override(data, parts, value)
         overridden.add(tuple(parts))
+    notes = []
+    for parts in sorted(p for p in overridden if p[-1] == "kind"):
+        for key in drop_foreign_keys(data, [parts], overridden):
+            section = ".".join(parts[:-1])
+            kind = _get(data, parts)
+            notes.append(
+                f"--set {'.'.join(parts)}={kind}: dropped {key} "
+                f"({section} kind {kind} has no such key)"
+            )
+    return overridden, notes
+
+
+def _get(data: Any, parts: Sequence[str]) -> Any:
+    for part in parts:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def warn_dropped(note: str) -> None:
+    """Tell the user (stderr) about a key an overridden kind made inapplicable."""
+    print(f"note: {note}", file=sys.stderr)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate a YAML config, applying ``--set`` style overrides first.
+
+    An overridden ``kind`` drops the section's keys the new kind lacks (with a note on
+    stderr), so ``--set topology.kind=ring`` works on a ``random_regular`` file.
+    """
+    data, positions = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
+    overridden, notes = apply_overrides(data, overrides or [])
+    for note in notes:
+        warn_dropped(note)
     return validate_data(data, ConfigSource(str(path), positions, overridden))
 
 

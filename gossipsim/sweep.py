@@ -34,13 +34,12 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel
 
 from gossipsim import config as cfg
 from gossipsim.config import ConfigError, ConfigSource, RunConfig, load_yaml, validate_data
@@ -330,47 +329,6 @@ def _parse_sweep(
     return axes, keys, has_cases, seeds, where_of
 
 
-def _section_model(data: dict[str, Any], parts: Sequence[str]) -> type[BaseModel] | None:
-    """The pydantic model of the section at ``parts`` given the kinds written in ``data``."""
-    model: type[BaseModel] | None = RunConfig
-    node: Any = data
-    for part in parts:
-        if model is None or part not in model.model_fields or not isinstance(node, dict):
-            return None
-        node = node.get(part)
-        annotation = model.model_fields[part].annotation
-        members = cfg._union_members(annotation)
-        if members:
-            kind = node.get("kind") if isinstance(node, dict) else None
-            model = members.get(str(kind)) if kind is not None else None
-        else:
-            model = cfg._model_of(annotation)
-    return model
-
-
-def _drop_foreign_keys(
-    data: dict[str, Any], kind_keys: Iterable[tuple[str, ...]], swept: set[tuple[str, ...]]
-) -> list[str]:
-    """After a swept ``kind``, drop the file's keys of that section the new kind lacks."""
-    dropped = []
-    for parts in kind_keys:
-        section_path = parts[:-1]
-        node: Any = data
-        for part in section_path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            continue
-        model = _section_model(data, section_path)
-        if model is None:
-            continue
-        for key in list(node):
-            if key in model.model_fields or (*section_path, key) in swept:
-                continue
-            del node[key]
-            dropped.append(".".join((*section_path, key)))
-    return dropped
-
-
 def expand(
     data: dict[str, Any],
     source: str = "<config>",
@@ -416,7 +374,7 @@ def expand(
                     ) from None
                 swept_parts[parts] = (where_of[key], value)
             kind_keys = [p for p in swept_parts if p[-1] == "kind"]
-            dropped = _drop_foreign_keys(run_data, kind_keys, set(swept_parts))
+            dropped = cfg.drop_foreign_keys(run_data, kind_keys, set(swept_parts))
             seed_value = run_data.get("seed", base_seed)
             if replicate is not None:
                 if isinstance(seed_value, bool) or not isinstance(seed_value, int):
@@ -477,9 +435,9 @@ def load_sweep(
     data, positions = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
-    for text in overrides or []:
-        parts, value = cfg.parse_override(text)
-        cfg.apply_override(data, parts, value)
+    _, dropped = cfg.apply_overrides(data, overrides or [])
+    for note in dropped:
+        cfg.warn_dropped(note)
     return expand(data, str(path), positions, check=check)
 
 
