@@ -25,6 +25,7 @@ whichever executor or worker count ran them. Runs whose directory already exists
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -689,27 +690,73 @@ def _execute_processes(
     # Share the cores between the workers' BLAS threads (as Dask does for its workers):
     # ``count`` workers each running a full-width BLAS pool oversubscribe the machine.
     threads = max(1, (os.cpu_count() or 1) // count)
-    with ProcessPoolExecutor(
-        count, mp_context=context, initializer=_limit_threads, initargs=(threads,)
-    ) as pool:
-        futures = [pool.submit(_task, *task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    # Ctrl-C reaches the whole process group. The workers ignore SIGINT (and the fork
+    # server starts with it blocked), so it interrupts only this process, which then stops
+    # the workers itself: no worker is caught half-way through an import or a generator's
+    # clean-up, and nothing is printed but the summary.
+    pool = ProcessPoolExecutor(
+        count, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    )
+    futures: list[Any] = []
+    try:
+        with _sigint_deferred():
+            futures = [pool.submit(_task, *task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
 
 
-def _limit_threads(threads: int) -> None:
-    """Process-pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker."""
+def _worker_init(threads: int) -> None:
+    """Process-pool initializer: ignore SIGINT (the parent stops the workers) and use at
+    most ``threads`` BLAS/OpenMP threads."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
     _THREAD_LIMITS.append(threadpool_limits(limits=threads))
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back meanwhile, then raise it as KeyboardInterrupt.
+
+    Processes started meanwhile (the fork server, the workers) inherit this thread's
+    blocked SIGINT, so a Ctrl-C cannot hit them half-way through their imports. Other
+    threads of this process may still receive it: a recording handler defers it here.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate a process pool's workers (their runs are retried when the sweep resumes)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _execute_dask(
