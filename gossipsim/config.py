@@ -68,6 +68,8 @@ class _DatasetBase(Section):
 
 
 class SyntheticData(_DatasetBase):
+    """Generated data: Gaussian clusters (classes) or a noisy linear model (regression)."""
+
     kind: Literal["synthetic"] = "synthetic"
     n_samples: Annotated[int, Field(ge=2)] = 10000
     n_features: Annotated[int, Field(ge=1)] = 20
@@ -77,14 +79,20 @@ class SyntheticData(_DatasetBase):
 
 
 class DigitsData(_DatasetBase):
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)."""
+
     kind: Literal["digits"]
 
 
 class BreastCancerData(_DatasetBase):
+    """scikit-learn's breast-cancer data set (569 samples, 30 features, binary)."""
+
     kind: Literal["breast_cancer"]
 
 
 class LibsvmData(_DatasetBase):
+    """A LIBSVM/SVMlight text file of ``label index:value ...`` lines."""
+
     kind: Literal["libsvm"]
     path: str
 
@@ -102,15 +110,21 @@ DatasetConfig = Annotated[
 
 
 class IidPartition(Section):
+    """Shuffle and deal the training set evenly to the nodes."""
+
     kind: Literal["iid"] = "iid"
 
 
 class DirichletPartition(Section):
+    """Label skew: each class split across nodes by a Dirichlet(alpha) draw."""
+
     kind: Literal["dirichlet"]
     alpha: PositiveFloat = 0.5
 
 
 class ShardsPartition(Section):
+    """Each node holds samples of only ``classes_per_node`` classes."""
+
     kind: Literal["shards"]
     classes_per_node: Annotated[int, Field(ge=1)] = 2
 
@@ -216,39 +230,55 @@ class _TopologyBase(Section):
 
 
 class RingTopology(_TopologyBase):
+    """A cycle: node i talks to i-1 and i+1."""
+
     kind: Literal["ring"]
 
 
 class TorusTopology(_TopologyBase):
+    """A 2-D wrap-around grid of ``rows`` rows (default: as square as n allows)."""
+
     kind: Literal["torus"]
     rows: Annotated[int, Field(ge=3)] | None = None
 
 
 class CompleteTopology(_TopologyBase):
+    """Every node talks to every other."""
+
     kind: Literal["complete"]
 
 
 class HypercubeTopology(_TopologyBase):
+    """The log2(n)-dimensional hypercube (n a power of two)."""
+
     kind: Literal["hypercube"]
 
 
 class RandomRegularTopology(_TopologyBase):
+    """A random graph in which every node has ``degree`` neighbours."""
+
     kind: Literal["random_regular"]
     degree: Annotated[int, Field(ge=1)] = 4
 
 
 class ErdosRenyiTopology(_TopologyBase):
+    """Each edge present independently with probability ``p`` (must be connected)."""
+
     kind: Literal["erdos_renyi"]
     p: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
 class SmallWorldTopology(_TopologyBase):
+    """Watts-Strogatz: a ring lattice of ``k`` neighbours, edges rewired with ``p``."""
+
     kind: Literal["small_world"]
     k: Annotated[int, Field(ge=2)] = 4
     p: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
 class StarTopology(_TopologyBase):
+    """Node 0 is a hub connected to every other node."""
+
     kind: Literal["star"]
 
 
@@ -315,15 +345,21 @@ TopologyConfig = Annotated[
 
 
 class NoHeterogeneity(Section):
+    """All nodes equally fast."""
+
     kind: Literal["none"] = "none"
 
 
 class LognormalHeterogeneity(Section):
+    """Persistent per-node speed factors drawn from a lognormal of log-scale ``sigma``."""
+
     kind: Literal["lognormal"]
     sigma: NonNegFloat = 0.3
 
 
 class UniformHeterogeneity(Section):
+    """Persistent per-node speed factors drawn uniformly from [``low``, ``high``]."""
+
     kind: Literal["uniform"]
     low: PositiveFloat = 0.5
     high: PositiveFloat = 1.5
@@ -357,14 +393,20 @@ class _ComputeBase(Section):
 
 
 class ConstantCompute(_ComputeBase):
+    """Every local step takes exactly ``mean`` seconds (times node factors)."""
+
     kind: Literal["constant"]
 
 
 class ExponentialCompute(_ComputeBase):
+    """Step times drawn from an exponential distribution of this ``mean``."""
+
     kind: Literal["exponential"]
 
 
 class ShiftedExponentialCompute(_ComputeBase):
+    """``shift`` plus an exponential draw; the mean is ``mean``."""
+
     kind: Literal["shifted_exponential"]
     shift: NonNegFloat = 0.5
 
@@ -376,11 +418,15 @@ class ShiftedExponentialCompute(_ComputeBase):
 
 
 class LognormalCompute(_ComputeBase):
+    """Lognormal step times of this ``mean`` and log-scale ``sigma``."""
+
     kind: Literal["lognormal"]
     sigma: NonNegFloat = 0.5
 
 
 class ParetoCompute(_ComputeBase):
+    """Heavy-tailed Pareto step times of this ``mean`` and tail index ``alpha``."""
+
     kind: Literal["pareto"]
     alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 3.0
 
@@ -409,6 +455,8 @@ class NetworkConfig(Section):
 
 
 class FixedLocalSteps(Section):
+    """H = ``value`` local SGD steps before every interaction."""
+
     kind: Literal["fixed"]
     value: Annotated[int, Field(ge=1)] = 1
 
@@ -424,15 +472,21 @@ LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discri
 
 
 class NoQuantizer(Section):
+    """Send full-precision models (64 bits per coordinate)."""
+
     kind: Literal["none"] = "none"
 
 
 class StochasticQuantizer(Section):
+    """Unbiased stochastic rounding to ``bits`` bits per coordinate."""
+
     kind: Literal["stochastic"]
     bits: Annotated[int, Field(ge=2, le=32)] = 8
 
 
 class LatticeQuantizer(Section):
+    """Lattice quantization relative to the receiver's model (Davies et al.)."""
+
     kind: Literal["lattice"]
     bits: Annotated[int, Field(ge=1, le=32)] = 8
     epsilon: PositiveFloat = 1.0e-3

@@ -447,3 +447,45 @@ def runs_table(path: str | Path) -> Any:
     frame = _tidy(pd.DataFrame(rows), keys)
     frame.attrs["parameters"] = list(keys)
     return frame
+
+
+def _ls_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _ls_table(path: Path) -> list[str]:
+    frame = runs_table(path)
+    keys = parameters_of(frame)
+    columns = ["run_id", "status", *keys]
+    if "replicate" in frame:
+        columns.append("replicate")
+    columns += [c for c in ("seed", "final_time", "final_loss", "wall_time") if c in frame]
+    headers = {"final_time": "sim_time_s", "final_loss": "final_loss", "wall_time": "wall_s"}
+    rows = [[headers.get(c, c) for c in columns]]
+    rows += [[_ls_cell(v) for v in record] for record in frame[columns].itertuples(index=False)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    counts = frame["status"].value_counts()
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    noun = "run" if len(frame) == 1 else "runs"
+    return [f"{path}: {len(frame)} {noun} ({summary})", *lines]
+
+
+def ls_lines(path: str | Path) -> list[str]:
+    """``gossipsim ls``: the runs of a sweep directory, or of every sweep under ``results/``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such results directory")
+    if run_directories(path):
+        return _ls_table(path)
+    sweeps = sorted(p for p in path.iterdir() if p.is_dir() and run_directories(p))
+    if not sweeps:
+        raise FileNotFoundError(f"no run directories with metrics.parquet under {path}")
+    lines: list[str] = []
+    for sweep in sweeps:
+        lines += [*([""] if lines else []), *_ls_table(sweep)]
+    return lines

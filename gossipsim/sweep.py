@@ -429,13 +429,48 @@ def _validated(
     return config
 
 
+def parse_grid(text: str) -> tuple[str, list[Any]]:
+    """``--grid KEY=V1,V2`` → (KEY, [V1, V2]) with each value parsed as YAML."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise ConfigError([f"--grid {text}: expected KEY=V1,V2,..., e.g. algorithm.lr=0.05,0.1"])
+    values = []
+    for item in raw.split(","):
+        try:
+            values.append(yaml.safe_load(item) if item.strip() else None)
+        except yaml.YAMLError:
+            raise ConfigError([f"--grid {text}: value {item!r} is not valid YAML"]) from None
+    return key.strip(), values
+
+
 def load_sweep(
-    path: str | Path, overrides: Sequence[str] | None = None, check: bool = True
+    path: str | Path,
+    overrides: Sequence[str] | None = None,
+    check: bool = True,
+    grid: Sequence[str] = (),
+    seeds: int | None = None,
 ) -> Sweep:
-    """Read a sweep YAML (``--set`` overrides applied first) and expand it."""
+    """Read a sweep YAML (``--set`` overrides applied first) and expand it.
+
+    ``grid`` (``KEY=V1,V2`` texts) adds keys to ``sweep.grid`` and ``seeds`` sets
+    ``sweep.seeds``, so any config can be swept from the command line.
+    """
     data, positions = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
+    if grid or seeds is not None:
+        spec = data.get("sweep")
+        spec = dict(spec) if isinstance(spec, dict) else {}
+        if grid:
+            spec["grid"] = dict(spec.get("grid") or {})
+            for text in grid:
+                key, values = parse_grid(text)
+                spec["grid"][key] = values
+        if seeds is not None:
+            spec["seeds"] = seeds
+        data["sweep"] = spec
     _, dropped = cfg.apply_overrides(data, overrides or [])
     for note in dropped:
         cfg.warn_dropped(note)
