@@ -580,9 +580,13 @@ class GradientCodingConfig(Section):
             raise ValueError(f"load ({self.load}) must not exceed chunks ({chunks})")
         if self.recovery == "approximate" and self.deadline is None:
             raise ValueError("recovery: approximate needs a deadline (seconds)")
-        if self.deadline is not None and (self.scheme, self.recovery) != ("partial", "approximate"):
+        # The exact-decoding schemes never stop at a deadline (ignore_stragglers is
+        # approximate by nature: sweeps give it one to compare with partial's).
+        if self.deadline is not None and (
+            self.recovery == "exact" or self.scheme in ("uncoded", "fr", "cr")
+        ):
             raise ValueError(
-                f"deadline: applies only to scheme: partial with recovery: approximate "
+                f"deadline: applies only to recovery: approximate with scheme partial "
                 f"(got scheme: {self.scheme}, recovery: {self.recovery}); remove it or set null"
             )
         return self

@@ -78,7 +78,10 @@ def gradient_coding(**algorithm):
     ],
 )
 def test_a_deadline_that_does_not_apply_is_rejected(algorithm):
-    with pytest.raises(ConfigError, match=r"algorithm: deadline: applies only to scheme: partial"):
+    with pytest.raises(
+        ConfigError,
+        match=r"algorithm: deadline: applies only to recovery: approximate with scheme partial",
+    ):
         validate_data(gradient_coding(**algorithm))
 
 
