@@ -117,7 +117,7 @@ def topologies(results: Path, out: Path) -> str:
             sel = rows[(rows["topology.n"] == n) & (rows["topology.kind"] == kind)]
             if sel.empty:
                 continue
-            gap = sel["spectral_gap"].iloc[0]
+            gap = sel.groupby("run_id")["spectral_gap"].first().mean()  # over replicates
             x, y = mean_curve(sel, "time", "loss")
             axes[0, col].plot(x, y, label=f"{kind} (λ₂={gap:.3g})")
             x, y = mean_curve(sel, "time", "consensus")

@@ -117,6 +117,12 @@ def summarize(path: str | Path, target: float | None = None) -> tuple[pd.DataFra
         row["status"] = ", ".join(f"{n} {s}" for s, n in statuses.items())
         row["final loss"] = _mean_sd(group.get("final_loss", pd.Series(dtype=float)))
         row["final accuracy"] = _mean_sd(group.get("final_accuracy", pd.Series(dtype=float)))
+        gaps = pd.to_numeric(group.get("spectral_gap", pd.Series(dtype=float)), errors="coerce")
+        if gaps.notna().any():
+            row["λ₂ (mean over runs)"] = _fmt(float(gaps.mean()))
+        walls = pd.to_numeric(group.get("wall_time", pd.Series(dtype=float)), errors="coerce")
+        if walls.notna().any():
+            row["wall time (s, mean)"] = _fmt(float(walls.mean()))
         if target is not None and "time_to_target" in group:
             reached = group["time_to_target"].notna()
             suffix = "" if reached.all() else f" ({int(reached.sum())}/{len(group)} reached)"

@@ -313,12 +313,42 @@ def _parameters(loaded: Sequence[tuple[Path, dict, dict, pa.Table]]) -> list[str
             if key not in keys and key != "seed":
                 keys.append(key)
     if keys or len(loaded) < 2:
-        return keys
+        return _expand_sections(keys, [config for _, config, _, _ in loaded])
     flats = [flatten(config) for _, config, _, _ in loaded]
     every = sorted({k for f in flats for k in f})
     return [
         k for k in every if k not in ("seed", "name") and len({repr(f.get(k)) for f in flats}) > 1
     ]
+
+
+def _expand_sections(keys: Sequence[str], configs: Sequence[dict[str, Any]]) -> list[str]:
+    """A swept section (``algorithm: {...}`` in a case) becomes the keys in it that differ.
+
+    So tables and legends get one column per value that changes (``algorithm.lr``), not
+    the whole section on every row. A section in which nothing differs is kept as is.
+    """
+    expanded: list[str] = []
+    for key in keys:
+        values = [_raw(config, key) for config in configs]
+        if not any(isinstance(v, dict) for v in values):
+            expanded.append(key)
+            continue
+        flats = [flatten(v, f"{key}.") if isinstance(v, dict) else {key: v} for v in values]
+        leaves = list(dict.fromkeys(k for flat in flats for k in flat))
+        varying = [k for k in leaves if len({repr(flat.get(k)) for flat in flats}) > 1]
+        for leaf in varying or [key]:
+            if leaf not in expanded:
+                expanded.append(leaf)
+    return expanded
+
+
+def _raw(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _run_columns(

@@ -159,3 +159,33 @@ def test_panels_get_their_own_x_range_when_the_ranges_differ(tmp_path):
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 2
     assert axes[0].get_xlim()[1] < 6 < axes[1].get_xlim()[1]
+
+
+def test_report_has_one_column_per_changed_key_of_a_swept_section_and_mean_gap(tmp_path):
+    for lr in (0.05, 0.1):
+        for replicate, gap in enumerate((0.2, 0.4)):
+            config = {"name": "sec", "seed": replicate, "algorithm": {"kind": "swarmsgd", "lr": lr}}
+            meta = {
+                "status": "complete",
+                "seed": replicate,
+                "spectral_gap": gap,
+                "wall_time": 1.5,
+                "sweep": {"keys": ["algorithm"], "replicate": replicate, "index": 0},
+            }
+            rows = [
+                {"time": float(t), "interactions": t, "loss": 1.0 / (1 + t * lr), "bits": 10 * t}
+                for t in range(4)
+            ]
+            write_run(
+                tmp_path,
+                "sec",
+                run_id(config),
+                config,
+                meta,
+                metrics_table(rows, list(rows[0])),
+            )
+    table, _ = summarize(tmp_path / "sec")
+    assert "algorithm" not in table.columns and "algorithm.kind" not in table.columns
+    assert sorted(table["algorithm.lr"]) == [0.05, 0.1]
+    assert list(table["λ₂ (mean over runs)"]) == ["0.3", "0.3"]
+    assert list(table["wall time (s, mean)"]) == ["1.5", "1.5"]
