@@ -38,7 +38,7 @@ bench: $(STAMP)
 # QUICK=1 (default) runs the seconds-long versions; `make notebooks QUICK=0` the full ones.
 QUICK ?= 1
 notebooks: $(STAMP)
-	GOSSIPSIM_QUICK=$(QUICK) $(BIN)/python notebooks/render.py
+	GOSSIPSIM_QUICK=$(QUICK) $(BIN)/python tools/render_notebooks.py
 	@echo "notebooks rendered to notebooks/build/ (results under results/notebooks/)"
 
 clean:

@@ -39,8 +39,6 @@ def render(source: Path, target: Path) -> None:
 def main(argv: list[str]) -> int:
     sources = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("*.py"))
     for source in sources:
-        if source.name == Path(__file__).name:
-            continue
         target = ROOT / "notebooks" / "build" / f"{source.stem}.ipynb"
         print(f"{source} → {target.relative_to(ROOT)}", flush=True)
         render(source, target)
