@@ -915,6 +915,26 @@ def _parent_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _kinds_with(model: type[BaseModel], key: str) -> list[str]:
+    """Other kinds of the union ``model`` belongs to that do have ``key``."""
+    unions = (
+        AlgorithmConfig,
+        TopologyConfig,
+        ComputeConfig,
+        QuantizerConfig,
+        ObjectiveConfig,
+        DatasetConfig,
+        PartitionConfig,
+        LocalStepsConfig,
+        HeterogeneityConfig,
+    )
+    for union in unions:
+        members = _union_members(union) or {}
+        if model in members.values():
+            return [tag for tag, member in members.items() if key in member.model_fields]
+    return []
+
+
 def _format_errors(error: ValidationError, source: ConfigSource) -> list[str]:
     problems = []
     for item in error.errors():
@@ -928,8 +948,12 @@ def _format_errors(error: ValidationError, source: ConfigSource) -> list[str]:
             message = f"unknown key '{key}'"
             if parent is not None:
                 valid = sorted(k for k in parent.model_fields)
+                elsewhere = _kinds_with(parent, key)
                 close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-                message += f" (did you mean '{close[0]}'?)" if close else ""
+                if elsewhere:
+                    message += f" (it applies to kind {' | '.join(elsewhere)})"
+                elif close:
+                    message += f" (did you mean '{close[0]}'?)"
                 message += f"; valid keys: {', '.join(valid)}"
         elif item["type"] == "union_tag_invalid":
             tags = item.get("ctx", {}).get("expected_tags", "")

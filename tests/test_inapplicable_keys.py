@@ -31,7 +31,10 @@ def write(tmp_path, text=BASE):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("objective.hidden=[8]", r"c\.yaml:4: objective\.hidden: unknown key 'hidden'"),
+        (
+            "objective.hidden=[8]",
+            r"c\.yaml:4: objective\.hidden: unknown key 'hidden' \(it applies to kind mlp\)",
+        ),
         ("objective.activation=tanh", r"objective\.activation: unknown key 'activation'"),
         ("objective.dataset.n_classes=5", r"objective: dataset\.n_classes: does not apply"),
     ],
@@ -104,4 +107,5 @@ def test_overriding_a_kind_drops_the_keys_it_lacks_and_says_which(tmp_path, caps
         main(["validate", str(path), "--set", "topology.kind=ring", "--set", "topology.degree=3"])
         == 2
     )
-    assert "--set: topology.degree: unknown key 'degree'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--set: topology.degree: unknown key 'degree' (it applies to kind random_regular)" in err
