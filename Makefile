@@ -11,7 +11,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# setuptools warns about every editable install of a flat layout ("Editable installation.
+	# Please be careful with folders ..."): harmless here, so it is filtered out.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,11 +39,7 @@ bench: $(STAMP)
 # QUICK=1 (default) runs the seconds-long versions; `make notebooks QUICK=0` the full ones.
 QUICK ?= 1
 notebooks: $(STAMP)
-	mkdir -p notebooks/build
-	for nb in notebooks/*.py; do \
-		GOSSIPSIM_QUICK=$(QUICK) $(BIN)/jupytext --to ipynb --execute --run-path . \
-			--output notebooks/build/$$(basename $$nb .py).ipynb $$nb || exit 1; \
-	done
+	GOSSIPSIM_QUICK=$(QUICK) $(BIN)/python tools/render_notebooks.py
 	@echo "notebooks rendered to notebooks/build/ (results under results/notebooks/)"
 
 clean:

@@ -1,11 +1,11 @@
 """Figures and summary tables of the SwarmSGD experiments (experiments/*.yaml).
 
-    python experiments/figures.py topologies [--results results] [--out experiments/figures]
+    python experiments/figures.py topologies [--results results] [--out results/figures]
 
 reads the run directories under ``results/<name>/`` (written by ``gossipsim sweep``) and
-writes ``experiments/figures/<name>*.png`` plus ``<name>_summary.md`` with the numbers the
-experiment's README quotes. Every figure is drawn from the stored metrics; nothing here
-simulates.
+writes ``results/figures/<name>*.png`` plus ``<name>_summary.md`` with the numbers the
+experiment's README quotes (``--out experiments/figures`` replaces the committed ones).
+Every figure is drawn from the stored metrics; nothing here simulates.
 """
 
 from __future__ import annotations
@@ -60,6 +60,28 @@ def mean_curve(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndar
     return grouped.index.to_numpy(), grouped.to_numpy()
 
 
+#: A y axis is made logarithmic only when its positive values span at least this ratio.
+LOG_SPAN = 20.0
+
+
+def _auto_log_y(ax: plt.Axes) -> bool:
+    """Log y only where the drawn values (lines, markers, bars) span ``LOG_SPAN`` or more."""
+    values: list[float] = []
+    for line in ax.lines:
+        values.extend(np.asarray(line.get_ydata(), dtype=float).ravel().tolist())
+    for patch in ax.patches:
+        values.append(float(patch.get_height()))
+    for collection in ax.collections:
+        offsets = np.asarray(collection.get_offsets(), dtype=float)
+        if offsets.ndim == 2 and offsets.shape[1] == 2:
+            values.extend(offsets[:, 1].tolist())
+    positive = [v for v in values if math.isfinite(v) and v > 0]
+    if positive and max(positive) / min(positive) >= LOG_SPAN:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
 def _save(fig: plt.Figure, out: Path, stem: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.png"
@@ -95,7 +117,7 @@ def topologies(results: Path, out: Path) -> str:
             sel = rows[(rows["topology.n"] == n) & (rows["topology.kind"] == kind)]
             if sel.empty:
                 continue
-            gap = sel["spectral_gap"].iloc[0]
+            gap = sel.groupby("run_id")["spectral_gap"].first().mean()  # over replicates
             x, y = mean_curve(sel, "time", "loss")
             axes[0, col].plot(x, y, label=f"{kind} (λ₂={gap:.3g})")
             x, y = mean_curve(sel, "time", "consensus")
@@ -104,10 +126,10 @@ def topologies(results: Path, out: Path) -> str:
         axes[0, col].set_title(f"n = {n}")
         axes[0, col].set_xlabel("simulated time (s)")
         axes[0, col].set_ylabel("training loss (mean model)")
-        axes[0, col].set_yscale("log")
+        _auto_log_y(axes[0, col])
         axes[1, col].set_xlabel("interactions per node")
         axes[1, col].set_ylabel("training loss (mean model)")
-        axes[1, col].set_yscale("log")
+        _auto_log_y(axes[1, col])
         axes[0, col].legend(fontsize=7)
     _save(fig, out, "topologies")
 
@@ -146,7 +168,7 @@ def topologies(results: Path, out: Path) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("λ₂ (spectral gap of the Laplacian)")
         ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
+    _auto_log_y(axes[0])
     axes[0].set_ylabel("consensus distance, second half of the run")
     axes[1].set_ylabel("time to the target loss of its n (s)")
     _save(fig, out, "topologies_lambda2")
@@ -175,7 +197,7 @@ def heterogeneity(results: Path, out: Path) -> str:
                 part = sel[sel["algorithm.kind"] == kind]
                 if not part.empty:
                     ax.plot(*mean_curve(part, "time", "loss"), label=kind)
-            ax.set_yscale("log")
+            _auto_log_y(ax)
             ax.set_title(f"σ={sigma:g}, stragglers {fraction:.0%}", fontsize=9)
             if r == len(fractions) - 1:
                 ax.set_xlabel("simulated time (s)")
@@ -215,7 +237,7 @@ def communication(results: Path, out: Path) -> str:
     for case, part in smallest.groupby("case"):
         axes[0].plot(part["bits"], part["loss"], label=case)
     axes[0].set_xscale("log")
-    axes[0].set_yscale("log")
+    _auto_log_y(axes[0])
     axes[0].set_xlabel("bits sent (all nodes)")
     axes[0].set_ylabel("training loss (mean model)")
     axes[0].set_title(f"n = {sizes[0]}")
@@ -226,7 +248,7 @@ def communication(results: Path, out: Path) -> str:
         part = part.sort_values("topology.n")
         axes[1].plot(part["topology.n"], part["comm_per_step"], "o-", label=case)
     axes[1].set_xscale("log", base=2)
-    axes[1].set_yscale("log")
+    _auto_log_y(axes[1])
     axes[1].set_xlabel("nodes n")
     axes[1].set_ylabel("communication time per SGD step per node (s)")
     axes[1].legend(fontsize=7)
@@ -367,17 +389,25 @@ def gradient_coding(results: Path, out: Path) -> str:
     fig, ax = plt.subplots(figsize=(11, 4.2))
     width = 0.8 / len(schemes)
     x = np.arange(len(cases))
+    means = per["s_per_iteration"].to_numpy(dtype=float)
+    log = bool(np.nanmax(means) / np.nanmin(means[means > 0]) >= LOG_SPAN)
     for k, scheme in enumerate(schemes):
         sel = per[per["algorithm.scheme"] == scheme].set_index("case").reindex(cases)
+        mean = sel["s_per_iteration"].to_numpy(dtype=float)
+        sd = np.nan_to_num(sel["sd_over_seeds"].to_numpy(dtype=float))
+        # On a log axis mean - sd <= 0 has no place: the lower bar stops at mean / 10.
+        lower = np.minimum(sd, 0.9 * mean) if log else sd
         ax.bar(
             x + (k - (len(schemes) - 1) / 2) * width,
-            sel["s_per_iteration"],
+            mean,
             width,
-            yerr=sel["sd_over_seeds"],
+            yerr=np.vstack([lower, sd]),
+            capsize=2,
             label=scheme,
         )
     ax.set_xticks(x, cases)
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("straggler model")
     ax.set_ylabel("seconds per PS iteration (mean, ± sd over seeds)")
     ax.set_title("24 workers, load 3: time per iteration by scheme")
@@ -401,7 +431,7 @@ def gradient_coding(results: Path, out: Path) -> str:
             ]
             sel = sel[sel["gap"] > 1e-7].sort_values("time")  # below: rounding differences
             ax.plot(sel["time"], sel["gap"], label=scheme)
-        ax.set_yscale("log")
+        _auto_log_y(ax)
         ax.set_ylim(bottom=1e-7)
         ax.set_title(case, fontsize=9)
         ax.set_xlabel("simulated time (s)")
@@ -490,7 +520,7 @@ def gradient_coding(results: Path, out: Path) -> str:
                 ign["iteration_time"], ign["mse"], "*", ms=13, color=color, markeredgecolor="k"
             )
     for ax in axes:
-        ax.set_yscale("log")
+        _auto_log_y(ax)
         ax.set_ylabel("decode MSE  mean ‖ĝ − g‖² / ‖g‖²")
         ax.grid(True, alpha=0.3)
         ax.axhline(floor, color="grey", lw=0.5)
@@ -530,10 +560,25 @@ EXPERIMENTS: dict[str, Callable[[Path, Path], str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(EXPERIMENTS))
-    parser.add_argument("--results", default="results", type=Path)
-    parser.add_argument("--out", default=Path(__file__).parent / "figures", type=Path)
+    parser.add_argument(
+        "name", choices=sorted(EXPERIMENTS), help="the experiment (its results/<name>/ sweep)"
+    )
+    parser.add_argument(
+        "--results",
+        default="results",
+        type=Path,
+        help="directory holding the sweep's results/<name>/ (default: results)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where figures and <name>_summary.md go (default: <results>/figures; "
+        "experiments/figures holds the committed ones)",
+    )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = args.results / "figures"
+    args.out.mkdir(parents=True, exist_ok=True)
     summary = EXPERIMENTS[args.name](args.results, args.out)
     path = args.out / f"{args.name}_summary.md"
     path.write_text(summary + "\n")

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -74,9 +75,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gossipsim.experiment.results import check_output_dir
     from gossipsim.experiment.runner import run_to_directory
 
     config = load_config(args.config, args.set)
+    check_output_dir(args.out)
     update, bar = _progress_bar(config, args.quiet)
     try:
         record = run_to_directory(config, args.out, progress=update)
@@ -109,15 +112,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from gossipsim.experiment.results import check_output_dir
     from gossipsim.experiment.sweep import load_sweep, run_sweep, summary_lines
 
-    sweep = load_sweep(args.config, args.set)
+    sweep = load_sweep(args.config, args.set, grid=args.grid, seeds=args.seeds)
     if args.dry_run:
         print(sweep.format_table(args.out))
         print(
             f"{len(sweep)} runs of {sweep.name} → {args.out}/{sweep.name}/ (dry run: none started)"
         )
         return 0
+    check_output_dir(args.out)
     outcome = run_sweep(
         sweep,
         args.out,
@@ -134,10 +139,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from gossipsim.experiment.results import collect, default_collect_path, write_collected
+    from gossipsim.experiment.results import (
+        check_output_file,
+        collect,
+        default_collect_path,
+        write_collected,
+    )
 
+    target = Path(args.output) if args.output else default_collect_path(args.path)
     frame = collect(args.path)
-    target = write_collected(frame, args.output or default_collect_path(args.path))
+    check_output_file(target, "--output")
+    target = write_collected(frame, target)
     runs = frame["run_id"].nunique() if len(frame) else 0
     print(
         f"wrote {target}: {len(frame)} rows from {runs} runs, columns: {', '.join(frame.columns)}"
@@ -172,10 +184,62 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from gossipsim.experiment.catalog import CATEGORIES, list_lines
+
+    categories = [args.category] if args.category else [*CATEGORIES, "metrics"]
+    for index, category in enumerate(categories):
+        if len(categories) > 1:
+            print(("\n" if index else "") + f"{category}:")
+        for line in list_lines(category):
+            print(("  " if len(categories) > 1 else "") + line)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from gossipsim.experiment.catalog import starter_config
+    from gossipsim.experiment.results import check_output_file
+
+    text = starter_config(args.algorithm, name=args.name)
+    if args.output is None:
+        print(text, end="")
+        return 0
+    target = Path(args.output)
+    if target.exists() and not args.force:
+        raise ValueError(f"--output {target}: exists (use --force to overwrite)")
+    check_output_file(target, "--output")
+    target.write_text(text)
+    print(f"wrote {target}; check it with: gossipsim validate {target}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from gossipsim.experiment.catalog import config_reference, json_schema
+
+    if args.reference:
+        print(config_reference(), end="")
+    else:
+        print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from gossipsim.experiment.results import ls_lines
+
+    for line in ls_lines(args.path):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import gossipsim
+
     parser = argparse.ArgumentParser(
         prog="gossipsim", description="Discrete-event simulator for distributed SGD."
     )
+    parser.add_argument("--version", action="version", version=f"gossipsim {gossipsim.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -232,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also rerun finished runs computed by other gossipsim code (source changed since)",
     )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="sweep KEY over comma-separated values (YAML syntax each), added to the file's "
+        "sweep.grid; repeatable, e.g. --grid algorithm.lr=0.05,0.1 --grid topology.kind=ring,torus",
+    )
+    sweep.add_argument(
+        "--seeds", type=int, metavar="N", help="N replicates of every run (sets sweep.seeds)"
+    )
     sweep.add_argument("--dry-run", action="store_true", help="print the table of runs and stop")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(handler=cmd_sweep)
@@ -272,6 +347,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--output", "-o", help="Markdown file (default: <path>/report.md)")
     report.set_defaults(handler=cmd_report)
+
+    from gossipsim.experiment.catalog import CATEGORIES
+
+    listing = sub.add_parser(
+        "list", help="every kind of a config section with a one-line description and its keys"
+    )
+    listing.add_argument(
+        "category", nargs="?", choices=[*CATEGORIES, "metrics"], help="default: all of them"
+    )
+    listing.set_defaults(handler=cmd_list)
+
+    init = sub.add_parser("init", help="write a commented, valid starting config")
+    init.add_argument(
+        "algorithm", nargs="?", default="swarmsgd", help="algorithm.kind (default: swarmsgd)"
+    )
+    init.add_argument("--name", help="the config's name (default: my-<algorithm>)")
+    init.add_argument("--output", "-o", help="file to write (default: print to stdout)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    init.set_defaults(handler=cmd_init)
+
+    schema = sub.add_parser(
+        "schema", help="print the config's JSON Schema (for editor completion and checks)"
+    )
+    schema.add_argument(
+        "--reference",
+        action="store_true",
+        help="print the Markdown config reference instead (docs/config-reference.md)",
+    )
+    schema.set_defaults(handler=cmd_schema)
+
+    ls = sub.add_parser(
+        "ls", help="list runs: status, swept values, final loss, wall time (a sweep or results/)"
+    )
+    ls.add_argument("path", nargs="?", default="results", help="results/<name> or results/")
+    ls.set_defaults(handler=cmd_ls)
     return parser
 
 
@@ -296,8 +406,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt as exc:
+        print(str(exc) if str(exc).startswith("interrupted") else "interrupted", file=sys.stderr)
         return 130
 
 

@@ -137,13 +137,16 @@ def test_small_flush_windows_change_nothing(algorithm):
     assert_same_run(reference, batched)
 
 
-@pytest.mark.parametrize("rule", [{"interactions": 150}, {"epochs": 1.5}, {"target_loss": 0.6}])
+@pytest.mark.parametrize("rule", [{"interactions": 100}, {"epochs": 1.5}, {"target_loss": 0.63}])
 def test_stop_rules_agree(rule):
+    """Each rule ends the run before the time bound, in both executors, at the same point."""
     stop = {"time": 40.0, **rule}
     runs = [
         simulate(prepare(config_for("swarmsgd", "lattice", "logistic", executor, stop=stop)))
         for executor in ("sequential", "batched")
     ]
+    (reason,) = rule
+    assert [outcome.stop_reason for outcome, _ in runs] == [reason, reason]
     assert_same_run(*runs)
 
 

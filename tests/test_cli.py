@@ -205,3 +205,29 @@ def test_iterations_only_stop_runs_with_a_progress_bar(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_validates(path, capsys):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_edge_list_without_n_takes_its_size_from_the_file(tmp_path, capsys):
+    edges = tmp_path / "ring4.txt"
+    edges.write_text("# a 4-node ring\n0 1\n1 2\n2 3\n3 0\n")
+    text = CONFIG.replace(
+        "topology: {kind: ring, n: 8}", f"topology: {{kind: edge_list, path: {edges}}}"
+    )
+    config = write(tmp_path, text)
+    assert main(["validate", str(config), "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "(n=4, " in out
+    assert yaml.safe_load(out.split(f"{config}: ok")[0])["topology"]["n"] == 4
+
+
+def test_edge_list_missing_node_ids_are_named(tmp_path, capsys):
+    edges = tmp_path / "gap.txt"
+    edges.write_text("0 1\n1 2\n2 5\n5 0\n")  # ids 3 and 4 appear nowhere
+    text = CONFIG.replace(
+        "topology: {kind: ring, n: 8}", f"topology: {{kind: edge_list, path: {edges}}}"
+    )
+    config = write(tmp_path, text)
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "topology.path: node ids 3, 4 appear in no edge of" in err, err
+    assert "components" not in err

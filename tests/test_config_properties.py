@@ -59,14 +59,20 @@ partitions = st.one_of(
     st.builds(lambda a: {"kind": "dirichlet", "alpha": a}, st.floats(0.05, 5.0)),
     st.builds(lambda c: {"kind": "shards", "classes_per_node": c}, st.integers(1, 3)),
 )
+
+
+def _objective(kind: str, dataset: dict, partition: dict, batch: int, hidden: list) -> dict:
+    """Keys only where they apply: hidden for mlp, n_classes for multiclass kinds."""
+    if kind not in ("softmax", "mlp"):
+        dataset = {k: v for k, v in dataset.items() if k != "n_classes"}
+    objective = {"kind": kind, "dataset": dataset, "partition": partition, "batch_size": batch}
+    if kind == "mlp":
+        objective["hidden"] = hidden
+    return objective
+
+
 objectives = st.builds(
-    lambda kind, dataset, partition, batch, hidden: {
-        "kind": kind,
-        "dataset": dataset,
-        "partition": partition,
-        "batch_size": batch,
-        "hidden": hidden,
-    },
+    _objective,
     st.sampled_from(["least_squares", "logistic", "softmax", "mlp"]),
     datasets,
     partitions,

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -28,12 +27,36 @@ record: {every: 1.0}
 """
 
 
+# Runs the CLI with a progress hook that says "recorded <rows>" on stdout after each metrics
+# row, so the tests signal a run that has provably started and recorded, whatever the
+# machine's speed (a fresh install compiles kernels first), instead of after a fixed sleep.
+LAUNCH = """\
+import sys
+import gossipsim.cli as cli
+
+rows = 0
+
+
+def hook(config, quiet):
+    def update(row):
+        global rows
+        rows += 1
+        print("recorded", rows, flush=True)
+
+    return update, None
+
+
+cli._progress_bar = hook
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     config = tmp_path / "long.yaml"
     config.write_text(LONG)
     out = tmp_path / "results"
     process = subprocess.Popen(
-        [sys.executable, "-m", "gossipsim", "run", str(config), "--out", str(out), "--quiet"],
+        [sys.executable, "-c", LAUNCH, "run", str(config), "--out", str(out)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -43,16 +66,20 @@ def start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     return process, out
 
 
-def wait_running(process: subprocess.Popen, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.1)
+def wait_recorded(process: subprocess.Popen, rows: int) -> list[str]:
+    """Block until the run reports ``rows`` recorded metrics rows; return its output so far."""
+    lines = []
+    while True:
+        line = process.stdout.readline()
+        assert line, ("the run ended before recording", lines, process.communicate())
+        lines.append(line)
+        if line.split() == ["recorded", str(rows)]:
+            return lines
 
 
 def test_sigterm_writes_an_interrupted_run_with_its_rows(tmp_path):
     process, out = start(tmp_path)
-    wait_running(process)
+    wait_recorded(process, 3)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -67,10 +94,11 @@ def test_sigterm_writes_an_interrupted_run_with_its_rows(tmp_path):
 
 def test_sigkill_leaves_no_run_directory(tmp_path):
     process, out = start(tmp_path)
-    wait_running(process, 2.0)
+    wait_recorded(process, 2)
     process.kill()
     process.communicate(timeout=60)
+    sweep_dir = out / "long"  # the results directory itself is created before the run
     runs = (
-        [p for p in (out / "long").iterdir() if not p.name.startswith(".")] if out.exists() else []
+        [p for p in sweep_dir.iterdir() if not p.name.startswith(".")] if sweep_dir.exists() else []
     )
     assert runs == []

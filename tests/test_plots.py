@@ -9,6 +9,7 @@ import pytest
 from gossipsim.analysis.plots import plot_results, plot_table, standard_figures
 from gossipsim.analysis.report import summarize, write_report
 from gossipsim.cli import main
+from gossipsim.experiment.results import metrics_table, run_id, write_run
 from tests.test_results import fake_run
 
 
@@ -120,3 +121,71 @@ def test_write_report_without_figures(sweep_dir, tmp_path):
     path = write_report(sweep_dir, output=tmp_path / "r.md", figures=False)
     text = path.read_text()
     assert "Figures" not in text and "time to target (s)" in text
+
+
+def _legend_texts(fig) -> list[str]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    return [text.get_text() for legend in legends for text in legend.get_texts()]
+
+
+def _tour_frame(tmp_path):
+    """The README tour: the quickstart, then lr 0.02 on 128 nodes (both keys change)."""
+    from gossipsim.experiment.results import collect
+
+    for lr, n, horizon in ((0.1, 32, 4), (0.02, 128, 8)):
+        config = {"name": "tour", "seed": 7, "algorithm": {"lr": lr}, "topology": {"n": n}}
+        rows = [
+            {"time": float(t), "loss": 0.7 - 0.01 * t * (1 + lr), "bits": 10 * t}
+            for t in range(horizon + 1)
+        ]
+        meta = {"status": "complete", "seed": 7}
+        table = metrics_table(rows, list(rows[0]))
+        write_run(tmp_path, "tour", run_id(config), config, meta, table)
+    return collect(tmp_path / "tour")
+
+
+def test_every_line_has_a_legend_entry_when_colour_and_panel_both_vary(tmp_path):
+    fig = plot_table(_tour_frame(tmp_path))
+    drawn = {line.get_label() for ax in fig.axes for line in ax.lines}
+    assert len(drawn) == 2
+    texts = _legend_texts(fig)
+    for label in drawn:
+        assert label in texts, (label, texts)
+    assert sorted(texts) == sorted(drawn)  # one entry each
+
+
+def test_panels_get_their_own_x_range_when_the_ranges_differ(tmp_path):
+    fig = plot_table(_tour_frame(tmp_path))
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2
+    assert axes[0].get_xlim()[1] < 6 < axes[1].get_xlim()[1]
+
+
+def test_report_has_one_column_per_changed_key_of_a_swept_section_and_mean_gap(tmp_path):
+    for lr in (0.05, 0.1):
+        for replicate, gap in enumerate((0.2, 0.4)):
+            config = {"name": "sec", "seed": replicate, "algorithm": {"kind": "swarmsgd", "lr": lr}}
+            meta = {
+                "status": "complete",
+                "seed": replicate,
+                "spectral_gap": gap,
+                "wall_time": 1.5,
+                "sweep": {"keys": ["algorithm"], "replicate": replicate, "index": 0},
+            }
+            rows = [
+                {"time": float(t), "interactions": t, "loss": 1.0 / (1 + t * lr), "bits": 10 * t}
+                for t in range(4)
+            ]
+            write_run(
+                tmp_path,
+                "sec",
+                run_id(config),
+                config,
+                meta,
+                metrics_table(rows, list(rows[0])),
+            )
+    table, _ = summarize(tmp_path / "sec")
+    assert "algorithm" not in table.columns and "algorithm.kind" not in table.columns
+    assert sorted(table["algorithm.lr"]) == [0.05, 0.1]
+    assert list(table["λ₂ (mean over runs)"]) == ["0.3", "0.3"]
+    assert list(table["wall time (s, mean)"]) == ["1.5", "1.5"]

@@ -172,3 +172,53 @@ def test_collect_of_nothing_is_a_clear_error(tmp_path, capsys):
         collect(tmp_path / "missing")
     assert main(["collect", str(tmp_path / "missing")]) == 2
     assert "no run directories" in capsys.readouterr().err
+
+
+RUN_FILES = ["config.yaml", "meta.json", "metrics.parquet"]
+
+
+def _write_small_run(out: Path) -> Path:
+    table = metrics_table([{"time": 0.0, "loss": 1.0}], ["time", "loss"])
+    config = {"name": "atomic", "seed": 0}
+    return write_run(out, "atomic", "abc", config, {"status": "complete"}, table)
+
+
+def test_write_run_renames_only_a_directory_holding_every_file(tmp_path, monkeypatch):
+    """Every file is written (and non-empty) before the directory is renamed into place."""
+    import gossipsim.experiment.results as results
+
+    renamed: list[tuple[str, list[str]]] = []
+    original = results.os.rename
+
+    def checking_rename(src, dst):
+        src = Path(src)
+        if src.is_dir():
+            renamed.append((Path(dst).name, sorted(p.name for p in src.iterdir())))
+            for name in RUN_FILES:
+                assert (src / name).is_file() and (src / name).stat().st_size > 0, name
+        return original(src, dst)
+
+    monkeypatch.setattr(results.os, "rename", checking_rename)
+    final = _write_small_run(tmp_path)
+    _write_small_run(tmp_path)  # replacing an existing copy takes the other branch
+    assert [name for name, _ in renamed if name == "abc"] == ["abc", "abc"]
+    assert all(files == RUN_FILES for name, files in renamed if name == "abc")
+    assert sorted(p.name for p in final.iterdir()) == RUN_FILES
+
+
+@pytest.mark.parametrize("failing", ["yaml", "parquet", "json"])
+def test_a_failing_write_leaves_no_run_directory(tmp_path, monkeypatch, failing):
+    import gossipsim.experiment.results as results
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    if failing == "parquet":
+        monkeypatch.setattr(results.pq, "write_table", boom)
+    elif failing == "yaml":
+        monkeypatch.setattr(results.yaml, "safe_dump", boom)
+    else:
+        monkeypatch.setattr(results.json, "dumps", boom)
+    with pytest.raises(OSError, match="No space"):
+        _write_small_run(tmp_path)
+    assert list((tmp_path / "atomic").iterdir()) == []

@@ -176,8 +176,8 @@ def test_edge_list_empty_missing_disconnected(tmp_path) -> None:
     with pytest.raises(TopologyError, match=r"disconnected \(2 components\)") as exc:
         build_graph("edge_list", 4, rng(), path=split)
     assert split in str(exc.value)
-    isolated = write(tmp_path, "0 1\n1 2\n")  # node 3 never mentioned
-    with pytest.raises(TopologyError, match="disconnected"):
+    isolated = write(tmp_path, "0 1\n1 2\n")  # node 3 never mentioned: named, not counted
+    with pytest.raises(TopologyError, match="node id 3 appears in no edge"):
         build_graph("edge_list", 4, rng(), path=isolated)
 
 

@@ -82,9 +82,9 @@ REGISTRY: dict[str, Algorithm] = {
             },
             variant_conserves={"nonblocking": MEAN_WITH_BUFFERS},
         ),
+        Algorithm("dpsgd", C.DPSGDConfig, dpsgd.start, "gossip"),
         Algorithm("adpsgd", C.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
         Algorithm("sgp", C.SGPConfig, sgp.start, "gossip", program=sgp.program, conserves=PUSH_SUM),
-        Algorithm("dpsgd", C.DPSGDConfig, dpsgd.start, "gossip"),
         Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous"),
         Algorithm(
             "local_sgd",

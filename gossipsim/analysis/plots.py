@@ -176,7 +176,8 @@ def plot_table(
     ncols = min(len(panels), 4)
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(1.0 + 4.6 * ncols, 0.9 + 3.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    share_x = col is None or _same_ranges(data, x, col)
+    axes = fig.subplots(nrows, ncols, sharex=share_x, sharey=True, squeeze=False).ravel()
     label_keys = [k for k in (hue, *extra) if k is not None]
     all_keys = _label_series(data, label_keys)
     hue_values = _ordered(pd.unique(all_keys))
@@ -222,7 +223,8 @@ def plot_table(
             if bad:
                 label += f" ({len(bad)} {'/'.join(sorted(set(bad)))})"
             color = colors.get(key, None)
-            ax.plot(grid, mean, label=label or f"{len(curves)} runs", color=color, linewidth=1.6)
+            label = label or _runs(len(curves))
+            ax.plot(grid, mean, label=label, color=color, linewidth=1.6)
             if band and len(curves) > 1:
                 ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
         if col is not None:
@@ -240,10 +242,7 @@ def plot_table(
         ax.set_xlabel(xlabel)
     for ax in axes[::ncols]:
         ax.set_ylabel(LABELS.get(y, y))
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(labels) > 1 or (labels and labels[0]):
-        legend_title = label_keys[0] if len(label_keys) == 1 else None
-        axes[0].legend(fontsize=8, title=legend_title, title_fontsize=8)
+    _legend(fig, list(axes[: len(panels)]), label_keys)
     if title is None:
         name = str(data["name"].iloc[0]) if "name" in data and len(data) else "runs"
         title = f"{name}: {SHORT.get(y, y)} vs {x}"
@@ -252,6 +251,50 @@ def plot_table(
             title += f" — mean and 95% CI over {most} seeds"
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+#: At most this many legend entries go inside the first panel; more go beside the figure.
+LEGEND_INSIDE = 4
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
+def _same_ranges(data: pd.DataFrame, x: str, col: str) -> bool:
+    """Whether every panel's x values span about the same range (then panels share x)."""
+    values = pd.to_numeric(data[x], errors="coerce")
+    spans = values.groupby(data[col].astype(str)).agg(["min", "max"])
+    width = float(spans["max"].max() - spans["min"].min()) or 1.0
+    return bool(
+        (spans["min"].max() - spans["min"].min()) <= 0.05 * width
+        and (spans["max"].max() - spans["max"].min()) <= 0.05 * width
+    )
+
+
+def _legend(fig: Figure, axes: Sequence[Any], label_keys: Sequence[str]) -> None:
+    """One legend for the whole figure: every line of every panel, each label once.
+
+    Inside the first panel when it holds all the entries and there are a few; beside the
+    panels otherwise (a line drawn in a later panel only still gets its entry).
+    """
+    entries: dict[str, Any] = {}
+    first: set[str] = set()
+    for index, ax in enumerate(axes):
+        handles, labels = ax.get_legend_handles_labels()
+        for handle, label in zip(handles, labels, strict=True):
+            entries.setdefault(label, handle)
+            if index == 0:
+                first.add(label)
+    if not entries or (len(entries) == 1 and not label_keys):
+        return  # one unlabelled line: the title says what it is
+    entries = {label: entries[label] for label in _ordered(list(entries))}
+    title = label_keys[0] if len(label_keys) == 1 else None
+    options = {"fontsize": 8, "title": title, "title_fontsize": 8}
+    if len(entries) <= LEGEND_INSIDE and set(entries) == first:
+        axes[0].legend(list(entries.values()), list(entries), **options)
+    else:
+        fig.legend(list(entries.values()), list(entries), loc="outside right upper", **options)
 
 
 def _label_series(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
@@ -345,8 +388,8 @@ def plot_results(
 
     The default output is ``<sweep dir>/<y>_vs_<x>.png`` (and ``.pdf``).
     """
-    frame = load_table(path)
-    fig = plot_table(frame, x=x, y=y, hue=hue, col=col)
+    from gossipsim.experiment.results import check_output_file
+
     if output is not None:
         target = Path(output)
         suffix = target.suffix.lstrip(".")
@@ -354,6 +397,9 @@ def plot_results(
             formats = [suffix, *(f for f in formats if f != suffix)]
     else:
         target = figure_directory(path) / f"{y}_vs_{x}.png"
+    frame = load_table(path)
+    check_output_file(target, "--output" if output is not None else "plot")
+    fig = plot_table(frame, x=x, y=y, hue=hue, col=col)
     return save_figure(fig, target, formats)
 
 

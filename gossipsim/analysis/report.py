@@ -21,6 +21,8 @@ import pandas as pd
 
 from gossipsim.analysis.plots import standard_figures
 from gossipsim.experiment.results import (
+    UNREADABLE,
+    check_output_file,
     collect,
     parameters_of,
     read_run,
@@ -57,7 +59,10 @@ def _bits(value: float) -> str:
 def _target_from_configs(path: Path) -> float | None:
     targets = set()
     for run in run_directories(path):
-        config, _, _ = read_run(run)
+        try:
+            config, _, _ = read_run(run)
+        except UNREADABLE:
+            continue  # collect() warns about it
         target = (config.get("stop") or {}).get("target_loss")
         if target is not None:
             targets.add(float(target))
@@ -125,6 +130,12 @@ def summarize(path: str | Path, target: float | None = None) -> tuple[pd.DataFra
         if coded:  # a parameter-server run: seconds per iteration and the decode's error
             row["iteration time (s)"] = _mean_sd(group["final_iteration_time"])
             row["decode error (median)"] = _mean_sd(group["final_decode_error_median"])
+        gaps = pd.to_numeric(group.get("spectral_gap", pd.Series(dtype=float)), errors="coerce")
+        if gaps.notna().any():
+            row["λ₂ (mean over runs)"] = _fmt(float(gaps.mean()))
+        walls = pd.to_numeric(group.get("wall_time", pd.Series(dtype=float)), errors="coerce")
+        if walls.notna().any():
+            row["wall time (s, mean)"] = _fmt(float(walls.mean()))
         if target is not None and "time_to_target" in group:
             reached = group["time_to_target"].notna()
             suffix = "" if reached.all() else f" ({int(reached.sum())}/{len(group)} reached)"
@@ -163,6 +174,7 @@ def write_report(
     path = Path(path)
     output = Path(output) if output else path / "report.md"
     frame = collect(path)
+    check_output_file(output, "--output")
     runs = runs_table(path)
     table, target = summarize(path, target)
     name = str(frame["name"].iloc[0]) if len(frame) else path.name

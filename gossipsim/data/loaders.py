@@ -102,7 +102,7 @@ def load_dataset(
     *,
     n_samples: int = 10000,
     n_features: int = 20,
-    n_classes: int = 10,
+    n_classes: int | None = 10,
     noise: float = 0.1,
     path: str | None = None,
     test_fraction: float = 0.2,
@@ -124,7 +124,8 @@ def load_dataset(
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a finite number >= 0, got {noise}")
-        X, y, c = _synthetic(task, rng, int(n_samples), int(n_features), int(n_classes), noise)
+        classes = 10 if n_classes is None else int(n_classes)  # None: not a multiclass task
+        X, y, c = _synthetic(task, rng, int(n_samples), int(n_features), classes, noise)
         name = f"synthetic_{task}"
     elif kind == "libsvm":
         X, y, c = _libsvm(task, path)

@@ -23,6 +23,7 @@ def model_dimension(config: RunConfig) -> int | None:
     """Number of parameters the objective will have (None when only the data file tells)."""
     objective = config.objective
     dataset = objective.dataset
+    classes: int | None
     if dataset.kind in KNOWN_FEATURES:
         features, classes = KNOWN_FEATURES[dataset.kind]
     elif dataset.kind == "synthetic":
@@ -31,6 +32,7 @@ def model_dimension(config: RunConfig) -> int | None:
         return None
     if objective.kind in ("least_squares", "logistic"):
         return features + 1
+    classes = int(classes or 2)  # an estimate: softmax and mlp configs carry n_classes
     if objective.kind == "softmax":
         return (features + 1) * classes
     widths = [features, *objective.hidden, classes]

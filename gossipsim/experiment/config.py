@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 import types
 import typing
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -66,22 +68,31 @@ class _DatasetBase(Section):
 
 
 class SyntheticData(_DatasetBase):
+    """Generated data: Gaussian clusters (classes) or a noisy linear model (regression)."""
+
     kind: Literal["synthetic"] = "synthetic"
     n_samples: Annotated[int, Field(ge=2)] = 10000
     n_features: Annotated[int, Field(ge=1)] = 20
-    n_classes: Annotated[int, Field(ge=2)] = 10
+    # Multiclass objectives only (softmax, mlp; default 10); none for logistic/least_squares.
+    n_classes: Annotated[int, Field(ge=2)] | None = None
     noise: NonNegFloat = 0.1
 
 
 class DigitsData(_DatasetBase):
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)."""
+
     kind: Literal["digits"]
 
 
 class BreastCancerData(_DatasetBase):
+    """scikit-learn's breast-cancer data set (569 samples, 30 features, binary)."""
+
     kind: Literal["breast_cancer"]
 
 
 class LibsvmData(_DatasetBase):
+    """A LIBSVM/SVMlight text file of ``label index:value ...`` lines."""
+
     kind: Literal["libsvm"]
     path: str
 
@@ -99,15 +110,21 @@ DatasetConfig = Annotated[
 
 
 class IidPartition(Section):
+    """Shuffle and deal the training set evenly to the nodes."""
+
     kind: Literal["iid"] = "iid"
 
 
 class DirichletPartition(Section):
+    """Label skew: each class split across nodes by a Dirichlet(alpha) draw."""
+
     kind: Literal["dirichlet"]
     alpha: PositiveFloat = 0.5
 
 
 class ShardsPartition(Section):
+    """Each node holds samples of only ``classes_per_node`` classes."""
+
     kind: Literal["shards"]
     classes_per_node: Annotated[int, Field(ge=1)] = 2
 
@@ -117,14 +134,76 @@ PartitionConfig = Annotated[
 ]
 
 
-class ObjectiveConfig(Section):
+_TASKS = {
+    "least_squares": "regression",
+    "logistic": "binary",
+    "softmax": "multiclass",
+    "mlp": "multiclass",
+}
+#: Classes of a synthetic multiclass data set when ``dataset.n_classes`` is not given.
+DEFAULT_CLASSES = 10
+
+
+class _ObjectiveBase(Section):
     """The training problem: model family, data, how it is split across nodes, batch size."""
 
-    kind: Literal["least_squares", "logistic", "softmax", "mlp"] = "logistic"
     dataset: DatasetConfig = Field(default_factory=SyntheticData)
     partition: PartitionConfig = Field(default_factory=IidPartition)
     batch_size: Annotated[int, Field(ge=1)] = 32
     l2: NonNegFloat = 0.0
+
+    @property
+    def task(self) -> str:
+        return _TASKS[self.kind]  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _classes(self) -> _ObjectiveBase:
+        dataset = self.dataset
+        if isinstance(dataset, SyntheticData):
+            if self.task == "multiclass":
+                if dataset.n_classes is None:
+                    dataset.n_classes = DEFAULT_CLASSES
+            elif dataset.n_classes is not None:
+                raise ValueError(
+                    f"dataset.n_classes: does not apply to {self.kind} "  # type: ignore[attr-defined]
+                    f"({self.task} labels); only softmax and mlp take a number of classes"
+                )
+        return self
+
+
+class _LinearObjective(_ObjectiveBase):
+    # Read by the problem builder for every kind; linear models have no hidden layers.
+    @property
+    def hidden(self) -> list[int]:
+        return [64]
+
+    @property
+    def activation(self) -> str:
+        return "relu"
+
+
+class LeastSquaresObjective(_LinearObjective):
+    """Linear regression, mean squared error."""
+
+    kind: Literal["least_squares"]
+
+
+class LogisticObjective(_LinearObjective):
+    """Binary logistic regression."""
+
+    kind: Literal["logistic"] = "logistic"
+
+
+class SoftmaxObjective(_LinearObjective):
+    """Multiclass (softmax) logistic regression."""
+
+    kind: Literal["softmax"]
+
+
+class MLPObjective(_ObjectiveBase):
+    """A multilayer perceptron with 1 or 2 hidden layers and a softmax output."""
+
+    kind: Literal["mlp"]
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64])
     activation: Literal["relu", "tanh"] = "relu"
 
@@ -135,14 +214,11 @@ class ObjectiveConfig(Section):
             raise ValueError(f"the MLP supports 1 or 2 hidden layers, got {len(hidden)}")
         return hidden
 
-    @property
-    def task(self) -> str:
-        return {
-            "least_squares": "regression",
-            "logistic": "binary",
-            "softmax": "multiclass",
-            "mlp": "multiclass",
-        }[self.kind]
+
+ObjectiveConfig = Annotated[
+    LeastSquaresObjective | LogisticObjective | SoftmaxObjective | MLPObjective,
+    Field(discriminator="kind"),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,45 +230,73 @@ class _TopologyBase(Section):
 
 
 class RingTopology(_TopologyBase):
+    """A cycle: node i talks to i-1 and i+1."""
+
     kind: Literal["ring"]
 
 
 class TorusTopology(_TopologyBase):
+    """A 2-D wrap-around grid of ``rows`` rows (default: as square as n allows)."""
+
     kind: Literal["torus"]
     rows: Annotated[int, Field(ge=3)] | None = None
 
 
 class CompleteTopology(_TopologyBase):
+    """Every node talks to every other."""
+
     kind: Literal["complete"]
 
 
 class HypercubeTopology(_TopologyBase):
+    """The log2(n)-dimensional hypercube (n a power of two)."""
+
     kind: Literal["hypercube"]
 
 
 class RandomRegularTopology(_TopologyBase):
+    """A random graph in which every node has ``degree`` neighbours."""
+
     kind: Literal["random_regular"]
     degree: Annotated[int, Field(ge=1)] = 4
 
 
 class ErdosRenyiTopology(_TopologyBase):
+    """Each edge present independently with probability ``p`` (must be connected)."""
+
     kind: Literal["erdos_renyi"]
     p: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
 class SmallWorldTopology(_TopologyBase):
+    """Watts-Strogatz: a ring lattice of ``k`` neighbours, edges rewired with ``p``."""
+
     kind: Literal["small_world"]
     k: Annotated[int, Field(ge=2)] = 4
     p: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
 class StarTopology(_TopologyBase):
+    """Node 0 is a hub connected to every other node."""
+
     kind: Literal["star"]
 
 
 class EdgeListTopology(_TopologyBase):
+    """A graph read from a file of ``u v`` lines (node ids 0..n-1); ``n`` defaults to the
+    largest id in the file plus one."""
+
     kind: Literal["edge_list"]
     path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_n(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("n") is None and isinstance(data.get("path"), str):
+            largest = _largest_node_id(data["path"])
+            if largest is not None:
+                data = {**data, "n": max(largest + 1, 2)}
+        return data
 
     @field_validator("path")
     @classmethod
@@ -200,6 +304,24 @@ class EdgeListTopology(_TopologyBase):
         if not Path(path).is_file():
             raise ValueError(f"edge list file not found: {path}")
         return path
+
+
+def _largest_node_id(path: str) -> int | None:
+    """The largest node id on the well-formed lines of an edge-list file (None if none).
+
+    Malformed lines are left to the graph builder, which reports them with their line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    largest = None
+    for raw in text.splitlines():
+        parts = raw.split("#", 1)[0].split()
+        if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
+            top = max(int(p) for p in parts)
+            largest = top if largest is None else max(largest, top)
+    return largest
 
 
 TopologyConfig = Annotated[
@@ -223,15 +345,21 @@ TopologyConfig = Annotated[
 
 
 class NoHeterogeneity(Section):
+    """All nodes equally fast."""
+
     kind: Literal["none"] = "none"
 
 
 class LognormalHeterogeneity(Section):
+    """Persistent per-node speed factors drawn from a lognormal of log-scale ``sigma``."""
+
     kind: Literal["lognormal"]
     sigma: NonNegFloat = 0.3
 
 
 class UniformHeterogeneity(Section):
+    """Persistent per-node speed factors drawn uniformly from [``low``, ``high``]."""
+
     kind: Literal["uniform"]
     low: PositiveFloat = 0.5
     high: PositiveFloat = 1.5
@@ -265,14 +393,20 @@ class _ComputeBase(Section):
 
 
 class ConstantCompute(_ComputeBase):
+    """Every local step takes exactly ``mean`` seconds (times node factors)."""
+
     kind: Literal["constant"]
 
 
 class ExponentialCompute(_ComputeBase):
+    """Step times drawn from an exponential distribution of this ``mean``."""
+
     kind: Literal["exponential"]
 
 
 class ShiftedExponentialCompute(_ComputeBase):
+    """``shift`` plus an exponential draw; the mean is ``mean``."""
+
     kind: Literal["shifted_exponential"]
     shift: NonNegFloat = 0.5
 
@@ -284,11 +418,15 @@ class ShiftedExponentialCompute(_ComputeBase):
 
 
 class LognormalCompute(_ComputeBase):
+    """Lognormal step times of this ``mean`` and log-scale ``sigma``."""
+
     kind: Literal["lognormal"]
     sigma: NonNegFloat = 0.5
 
 
 class ParetoCompute(_ComputeBase):
+    """Heavy-tailed Pareto step times of this ``mean`` and tail index ``alpha``."""
+
     kind: Literal["pareto"]
     alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 3.0
 
@@ -317,6 +455,8 @@ class NetworkConfig(Section):
 
 
 class FixedLocalSteps(Section):
+    """H = ``value`` local SGD steps before every interaction."""
+
     kind: Literal["fixed"]
     value: Annotated[int, Field(ge=1)] = 1
 
@@ -332,15 +472,21 @@ LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discri
 
 
 class NoQuantizer(Section):
+    """Send full-precision models (64 bits per coordinate)."""
+
     kind: Literal["none"] = "none"
 
 
 class StochasticQuantizer(Section):
+    """Unbiased stochastic rounding to ``bits`` bits per coordinate."""
+
     kind: Literal["stochastic"]
     bits: Annotated[int, Field(ge=2, le=32)] = 8
 
 
 class LatticeQuantizer(Section):
+    """Lattice quantization relative to the receiver's model (Davies et al.)."""
+
     kind: Literal["lattice"]
     bits: Annotated[int, Field(ge=1, le=32)] = 8
     epsilon: PositiveFloat = 1.0e-3
@@ -464,6 +610,15 @@ class GradientCodingConfig(Section):
             raise ValueError(f"load ({self.load}) must not exceed chunks ({chunks})")
         if self.recovery == "approximate" and self.deadline is None:
             raise ValueError("recovery: approximate needs a deadline (seconds)")
+        # The exact-decoding schemes never stop at a deadline (ignore_stragglers is
+        # approximate by nature: sweeps give it one to compare with partial's).
+        if self.deadline is not None and (
+            self.recovery == "exact" or self.scheme in ("uncoded", "fr", "cr")
+        ):
+            raise ValueError(
+                f"deadline: applies only to recovery: approximate with scheme partial "
+                f"(got scheme: {self.scheme}, recovery: {self.recovery}); remove it or set null"
+            )
         return self
 
 
@@ -622,7 +777,7 @@ class RunConfig(Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)]
     seed: Annotated[int, Field(ge=0)] = 0
     init: InitConfig = Field(default_factory=InitConfig)
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = Field(default_factory=LogisticObjective)
     topology: TopologyConfig = Field(default_factory=lambda: RingTopology(kind="ring"))
     compute: ComputeConfig = Field(default_factory=lambda: ConstantCompute(kind="constant"))
     network: NetworkConfig = Field(default_factory=NetworkConfig)
@@ -633,6 +788,13 @@ class RunConfig(Section):
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     sweep: dict[str, Any] | None = None
     _source: ConfigSource | None = PrivateAttr(default=None)
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _default_objective_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {**value, "kind": "logistic"}  # the documented default
+        return value
 
     @property
     def source(self) -> ConfigSource | None:
@@ -665,6 +827,11 @@ class ConfigSource:
         """``file:line`` of the nearest key on ``path`` (or ``--set`` if it was overridden)."""
         string_path = tuple(str(p) for p in path)
         if any(string_path[: len(o)] == o for o in self.overridden):
+            return "--set"
+        # A section that only an override created (``--set foo.bar=1``) is not in the file.
+        if path not in self.positions and any(
+            o[: len(string_path)] == string_path for o in self.overridden
+        ):
             return "--set"
         probe: tuple[Any, ...] = tuple(path)
         while probe and probe not in self.positions:
@@ -791,6 +958,26 @@ def _parent_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _kinds_with(model: type[BaseModel], key: str) -> list[str]:
+    """Other kinds of the union ``model`` belongs to that do have ``key``."""
+    unions = (
+        AlgorithmConfig,
+        TopologyConfig,
+        ComputeConfig,
+        QuantizerConfig,
+        ObjectiveConfig,
+        DatasetConfig,
+        PartitionConfig,
+        LocalStepsConfig,
+        HeterogeneityConfig,
+    )
+    for union in unions:
+        members = _union_members(union) or {}
+        if model in members.values():
+            return [tag for tag, member in members.items() if key in member.model_fields]
+    return []
+
+
 def _format_errors(error: ValidationError, source: ConfigSource) -> list[str]:
     problems = []
     for item in error.errors():
@@ -804,8 +991,12 @@ def _format_errors(error: ValidationError, source: ConfigSource) -> list[str]:
             message = f"unknown key '{key}'"
             if parent is not None:
                 valid = sorted(k for k in parent.model_fields)
+                elsewhere = _kinds_with(parent, key)
                 close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-                message += f" (did you mean '{close[0]}'?)" if close else ""
+                if elsewhere:
+                    message += f" (it applies to kind {' | '.join(elsewhere)})"
+                elif close:
+                    message += f" (did you mean '{close[0]}'?)"
                 message += f"; valid keys: {', '.join(valid)}"
         elif item["type"] == "union_tag_invalid":
             tags = item.get("ctx", {}).get("expected_tags", "")
@@ -837,6 +1028,8 @@ def validate_data(data: Any, source: ConfigSource | None = None) -> RunConfig:
 def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
     """Read a YAML file; return its data and the line of every key path."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a directory, expected a YAML config file"])
     if not path.is_file():
         raise ConfigError([f"{path}: config file not found"])
     text = path.read_text()
@@ -853,16 +1046,97 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str | int, .
     return data, positions
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load and validate a YAML config, applying ``--set`` style overrides first."""
-    data, positions = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
+def section_model(data: dict[str, Any], parts: Sequence[str]) -> type[BaseModel] | None:
+    """The pydantic model of the section at ``parts`` given the kinds written in ``data``."""
+    model: type[BaseModel] | None = RunConfig
+    node: Any = data
+    for part in parts:
+        if model is None or part not in model.model_fields or not isinstance(node, dict):
+            return None
+        node = node.get(part)
+        annotation = model.model_fields[part].annotation
+        members = _union_members(annotation)
+        if members:
+            kind = node.get("kind") if isinstance(node, dict) else None
+            model = members.get(str(kind)) if kind is not None else None
+        else:
+            model = _model_of(annotation)
+    return model
+
+
+def drop_foreign_keys(
+    data: dict[str, Any], kind_keys: Iterable[tuple[str, ...]], swept: set[tuple[str, ...]]
+) -> list[str]:
+    """After a swept or overridden ``kind``, drop the section's keys the new kind lacks.
+
+    ``kind_keys`` are the paths of the changed ``kind`` keys; keys in ``swept`` are kept (a
+    key set explicitly for the new kind that it lacks is still an error). Returns the
+    dropped keys, dotted.
+    """
+    dropped = []
+    for parts in kind_keys:
+        section_path = parts[:-1]
+        node: Any = data
+        for part in section_path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        model = section_model(data, section_path)
+        if model is None:
+            continue
+        for key in list(node):
+            if key in model.model_fields or (*section_path, key) in swept:
+                continue
+            del node[key]
+            dropped.append(".".join((*section_path, key)))
+    return dropped
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str]
+) -> tuple[set[tuple[str, ...]], list[str]]:
+    """Apply ``--set`` overrides to ``data``; return the overridden key paths and the notes
+    on keys dropped because an overridden ``kind`` lacks them (as sweeps drop them)."""
     overridden: set[tuple[str, ...]] = set()
-    for text in overrides or []:
+    for text in overrides:
         parts, value = parse_override(text)
         apply_override(data, parts, value)
         overridden.add(tuple(parts))
+    notes = []
+    for kind_key in sorted(p for p in overridden if p[-1] == "kind"):
+        for key in drop_foreign_keys(data, [kind_key], overridden):
+            section = ".".join(kind_key[:-1])
+            kind = _get(data, list(kind_key))
+            notes.append(
+                f"--set {'.'.join(parts)}={kind}: dropped {key} "
+                f"({section} kind {kind} has no such key)"
+            )
+    return overridden, notes
+
+
+def _get(data: Any, parts: Sequence[str]) -> Any:
+    for part in parts:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def warn_dropped(note: str) -> None:
+    """Tell the user (stderr) about a key an overridden kind made inapplicable."""
+    print(f"note: {note}", file=sys.stderr)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate a YAML config, applying ``--set`` style overrides first.
+
+    An overridden ``kind`` drops the section's keys the new kind lacks (with a note on
+    stderr), so ``--set topology.kind=ring`` works on a ``random_regular`` file.
+    """
+    data, positions = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
+    overridden, notes = apply_overrides(data, overrides or [])
+    for note in notes:
+        warn_dropped(note)
     return validate_data(data, ConfigSource(str(path), positions, overridden))
 
 

@@ -32,6 +32,58 @@ import gossipsim
 PACKAGES = ("numpy", "scipy", "simpy", "networkx", "pydantic", "pyarrow")
 
 
+class OutputError(ValueError):
+    """An output location that cannot be written (the message names the path)."""
+
+
+def _first_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _directory_problem(path: Path) -> str | None:
+    """Why results cannot be written in directory ``path`` (created if missing), or None."""
+    existing = _first_existing(path)
+    if not existing.is_dir():
+        return "not a directory" if existing == path else f"{existing} is a file, not a directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gossipsim-write-test-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """Make sure results can be written under ``path`` (created if missing), before any work.
+
+    Raises :class:`OutputError` naming the path when it or an ancestor is a file, the
+    directory is read-only, or the file system refuses a write.
+    """
+    path = Path(path)
+    problem = _directory_problem(path)
+    if problem is not None:
+        raise OutputError(f"{option} {path}: {problem}")
+    return path
+
+
+def check_output_file(path: str | Path, option: str = "--output") -> Path:
+    """Make sure the file ``path`` can be written (its directory created if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a directory, expected a file name")
+    problem = _directory_problem(path.parent)
+    if problem is None and path.exists() and not os.access(path, os.W_OK):
+        problem = "file is not writable"
+    if problem is not None:
+        raise OutputError(f"{option} {path}: {problem}")
+    return path
+
+
 def run_id(resolved: dict[str, Any]) -> str:
     """Stable id of a run: hash of its resolved config plus the gossipsim version."""
     canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
@@ -162,6 +214,37 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], pa.Table
     return config, meta, pq.read_table(path / "metrics.parquet")
 
 
+#: What reading a damaged run directory raises (missing, truncated or corrupt files).
+UNREADABLE: tuple[type[Exception], ...] = (OSError, ValueError, yaml.YAMLError, pa.ArrowException)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+_WARNED: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (skipped inputs; the command goes on), once each."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def run_problem(path: str | Path) -> str | None:
+    """Why the run directory ``path`` is damaged (a file missing or unreadable), or None."""
+    path = Path(path)
+    try:
+        config, meta, table = read_run(path)
+    except UNREADABLE as exc:
+        return _reason(exc)
+    if not isinstance(config, dict) or not isinstance(meta, dict):
+        return "config.yaml or meta.json is not a mapping"
+    return None
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``meta.json`` of one run directory."""
     return json.loads((Path(path) / "meta.json").read_text())
@@ -208,7 +291,14 @@ def _load_runs(path: str | Path) -> list[tuple[Path, dict[str, Any], dict[str, A
     runs = run_directories(path)
     if not runs:
         raise FileNotFoundError(f"no run directories with metrics.parquet under {path}")
-    loaded = [(p, *read_run(p)) for p in runs]
+    loaded = []
+    for run in runs:
+        try:
+            loaded.append((run, *read_run(run)))
+        except UNREADABLE as exc:
+            warn(f"skipping {run}: unreadable run directory ({_reason(exc)})")
+    if not loaded:
+        raise FileNotFoundError(f"no readable run directories under {path}")
 
     def order(item: tuple[Path, dict[str, Any], dict[str, Any], pa.Table]) -> tuple:
         sweep = item[2].get("sweep") or {}
@@ -226,12 +316,42 @@ def _parameters(loaded: Sequence[tuple[Path, dict, dict, pa.Table]]) -> list[str
             if key not in keys and key != "seed":
                 keys.append(key)
     if keys or len(loaded) < 2:
-        return keys
+        return _expand_sections(keys, [config for _, config, _, _ in loaded])
     flats = [flatten(config) for _, config, _, _ in loaded]
     every = sorted({k for f in flats for k in f})
     return [
         k for k in every if k not in ("seed", "name") and len({repr(f.get(k)) for f in flats}) > 1
     ]
+
+
+def _expand_sections(keys: Sequence[str], configs: Sequence[dict[str, Any]]) -> list[str]:
+    """A swept section (``algorithm: {...}`` in a case) becomes the keys in it that differ.
+
+    So tables and legends get one column per value that changes (``algorithm.lr``), not
+    the whole section on every row. A section in which nothing differs is kept as is.
+    """
+    expanded: list[str] = []
+    for key in keys:
+        values = [_raw(config, key) for config in configs]
+        if not any(isinstance(v, dict) for v in values):
+            expanded.append(key)
+            continue
+        flats = [flatten(v, f"{key}.") if isinstance(v, dict) else {key: v} for v in values]
+        leaves = list(dict.fromkeys(k for flat in flats for k in flat))
+        varying = [k for k in leaves if len({repr(flat.get(k)) for flat in flats}) > 1]
+        for leaf in varying or [key]:
+            if leaf not in expanded:
+                expanded.append(leaf)
+    return expanded
+
+
+def _raw(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _run_columns(
@@ -360,3 +480,45 @@ def runs_table(path: str | Path) -> Any:
     frame = _tidy(pd.DataFrame(rows), keys)
     frame.attrs["parameters"] = list(keys)
     return frame
+
+
+def _ls_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _ls_table(path: Path) -> list[str]:
+    frame = runs_table(path)
+    keys = parameters_of(frame)
+    columns = ["run_id", "status", *keys]
+    if "replicate" in frame:
+        columns.append("replicate")
+    columns += [c for c in ("seed", "final_time", "final_loss", "wall_time") if c in frame]
+    headers = {"final_time": "sim_time_s", "final_loss": "final_loss", "wall_time": "wall_s"}
+    rows = [[headers.get(c, c) for c in columns]]
+    rows += [[_ls_cell(v) for v in record] for record in frame[columns].itertuples(index=False)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    counts = frame["status"].value_counts()
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    noun = "run" if len(frame) == 1 else "runs"
+    return [f"{path}: {len(frame)} {noun} ({summary})", *lines]
+
+
+def ls_lines(path: str | Path) -> list[str]:
+    """``gossipsim ls``: the runs of a sweep directory, or of every sweep under ``results/``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such results directory")
+    if run_directories(path):
+        return _ls_table(path)
+    sweeps = sorted(p for p in path.iterdir() if p.is_dir() and run_directories(p))
+    if not sweeps:
+        raise FileNotFoundError(f"no run directories with metrics.parquet under {path}")
+    lines: list[str] = []
+    for sweep in sweeps:
+        lines += [*([""] if lines else []), *_ls_table(sweep)]
+    return lines

@@ -38,6 +38,9 @@ from gossipsim.system.rng import Streams
 from gossipsim.system.timing import ComputeModel, Network
 from gossipsim.system.topology import build_graph, spectral_gap
 
+#: The error text of a diverged run (it has no exception; its metrics became non-finite).
+DIVERGED = "loss or consensus became non-finite (diverged); a smaller algorithm.lr may help"
+
 _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): ")
 
 
@@ -271,7 +274,7 @@ def run_to_directory(
         "started": started,
         **summary,
         **environment(),
-        "error": None,
+        "error": DIVERGED if outcome.status == "diverged" else None,
     }
     table = metrics_table(outcome.rows, list(outcome.rows[0]))
     path = write_run(out, config.name, identifier, resolved, meta, table)

@@ -26,6 +26,7 @@ whichever executor or worker count ran them. Runs whose directory already exists
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -35,13 +36,12 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel
 
 from gossipsim.experiment import config as cfg
 from gossipsim.experiment.config import (
@@ -52,12 +52,15 @@ from gossipsim.experiment.config import (
     validate_data,
 )
 from gossipsim.experiment.results import (
+    check_output_dir,
     code_fingerprint,
     environment,
     metrics_table,
     read_meta,
     read_run,
     run_id,
+    run_problem,
+    warn,
     write_run,
 )
 from gossipsim.system.rng import Streams
@@ -334,47 +337,6 @@ def _parse_sweep(
     return axes, keys, has_cases, seeds, where_of
 
 
-def _section_model(data: dict[str, Any], parts: Sequence[str]) -> type[BaseModel] | None:
-    """The pydantic model of the section at ``parts`` given the kinds written in ``data``."""
-    model: type[BaseModel] | None = RunConfig
-    node: Any = data
-    for part in parts:
-        if model is None or part not in model.model_fields or not isinstance(node, dict):
-            return None
-        node = node.get(part)
-        annotation = model.model_fields[part].annotation
-        members = cfg._union_members(annotation)
-        if members:
-            kind = node.get("kind") if isinstance(node, dict) else None
-            model = members.get(str(kind)) if kind is not None else None
-        else:
-            model = cfg._model_of(annotation)
-    return model
-
-
-def _drop_foreign_keys(
-    data: dict[str, Any], kind_keys: Iterable[tuple[str, ...]], swept: set[tuple[str, ...]]
-) -> list[str]:
-    """After a swept ``kind``, drop the file's keys of that section the new kind lacks."""
-    dropped = []
-    for parts in kind_keys:
-        section_path = parts[:-1]
-        node: Any = data
-        for part in section_path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            continue
-        model = _section_model(data, section_path)
-        if model is None:
-            continue
-        for key in list(node):
-            if key in model.model_fields or (*section_path, key) in swept:
-                continue
-            del node[key]
-            dropped.append(".".join((*section_path, key)))
-    return dropped
-
-
 def expand(
     data: dict[str, Any],
     source: str = "<config>",
@@ -420,7 +382,7 @@ def expand(
                     ) from None
                 swept_parts[parts] = (where_of[key], value)
             kind_keys = [p for p in swept_parts if p[-1] == "kind"]
-            dropped = _drop_foreign_keys(run_data, kind_keys, set(swept_parts))
+            dropped = cfg.drop_foreign_keys(run_data, kind_keys, set(swept_parts))
             seed_value = run_data.get("seed", base_seed)
             if replicate is not None:
                 if isinstance(seed_value, bool) or not isinstance(seed_value, int):
@@ -474,16 +436,51 @@ def _validated(
     return config
 
 
+def parse_grid(text: str) -> tuple[str, list[Any]]:
+    """``--grid KEY=V1,V2`` → (KEY, [V1, V2]) with each value parsed as YAML."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise ConfigError([f"--grid {text}: expected KEY=V1,V2,..., e.g. algorithm.lr=0.05,0.1"])
+    values = []
+    for item in raw.split(","):
+        try:
+            values.append(yaml.safe_load(item) if item.strip() else None)
+        except yaml.YAMLError:
+            raise ConfigError([f"--grid {text}: value {item!r} is not valid YAML"]) from None
+    return key.strip(), values
+
+
 def load_sweep(
-    path: str | Path, overrides: Sequence[str] | None = None, check: bool = True
+    path: str | Path,
+    overrides: Sequence[str] | None = None,
+    check: bool = True,
+    grid: Sequence[str] = (),
+    seeds: int | None = None,
 ) -> Sweep:
-    """Read a sweep YAML (``--set`` overrides applied first) and expand it."""
+    """Read a sweep YAML (``--set`` overrides applied first) and expand it.
+
+    ``grid`` (``KEY=V1,V2`` texts) adds keys to ``sweep.grid`` and ``seeds`` sets
+    ``sweep.seeds``, so any config can be swept from the command line.
+    """
     data, positions = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a mapping of sections"])
-    for text in overrides or []:
-        parts, value = cfg.parse_override(text)
-        cfg.apply_override(data, parts, value)
+    if grid or seeds is not None:
+        spec = data.get("sweep")
+        spec = dict(spec) if isinstance(spec, dict) else {}
+        if grid:
+            spec["grid"] = dict(spec.get("grid") or {})
+            for text in grid:
+                key, values = parse_grid(text)
+                spec["grid"][key] = values
+        if seeds is not None:
+            spec["seeds"] = seeds
+        data["sweep"] = spec
+    _, dropped = cfg.apply_overrides(data, overrides or [])
+    for note in dropped:
+        cfg.warn_dropped(note)
     return expand(data, str(path), positions, check=check)
 
 
@@ -644,13 +641,18 @@ def run_sweep(
     from tqdm import tqdm
 
     started = time.perf_counter()
-    out = Path(out).resolve()
+    out = check_output_dir(Path(out).resolve(), "out")
     results: dict[int, RunResult] = {}
     pending: list[SweepRun] = []
     code = code_fingerprint()
     for run in sweep.runs:
         meta = existing_meta(out, sweep.name, run.run_id)
         done = meta is not None and meta.get("status") in DONE_STATUSES
+        if done:
+            problem = run_problem(out / sweep.name / run.run_id)
+            if problem is not None:
+                warn(f"rerunning {out / sweep.name / run.run_id}: damaged ({problem})")
+                done = False
         stale = done and meta is not None and meta.get("code") != code
         if done and not (stale and rerun_stale):
             assert meta is not None
@@ -689,8 +691,10 @@ def run_sweep(
             if result.status == "interrupted":  # Ctrl-C / SIGTERM: its rows are kept, stop
                 raise KeyboardInterrupt
             if result.status != "complete":
-                notice = f"{sweep.name}/{result.run_id}: {result.status}: {result.error or ''}"
-                bar.write(notice.rstrip(": "), file=sys.stderr)
+                notice = f"{sweep.name}/{result.run_id}: {result.status}: {_error_text(result)}"
+                bar.write(notice, file=sys.stderr)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(sweep, results) from None
     finally:
         bar.close()
     ordered = [results[run.index] for run in sweep.runs]
@@ -730,27 +734,73 @@ def _execute_processes(
     # Share the cores between the workers' BLAS threads (as Dask does for its workers):
     # ``count`` workers each running a full-width BLAS pool oversubscribe the machine.
     threads = max(1, (os.cpu_count() or 1) // count)
-    with ProcessPoolExecutor(
-        count, mp_context=context, initializer=_limit_threads, initargs=(threads,)
-    ) as pool:
-        futures = [pool.submit(_task, *task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    # Ctrl-C reaches the whole process group. The workers ignore SIGINT (and the fork
+    # server starts with it blocked), so it interrupts only this process, which then stops
+    # the workers itself: no worker is caught half-way through an import or a generator's
+    # clean-up, and nothing is printed but the summary.
+    pool = ProcessPoolExecutor(
+        count, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    )
+    futures: list[Any] = []
+    try:
+        with _sigint_deferred():
+            futures = [pool.submit(_task, *task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
 
 
-def _limit_threads(threads: int) -> None:
-    """Process-pool initializer: at most ``threads`` BLAS/OpenMP threads in this worker."""
+def _worker_init(threads: int) -> None:
+    """Process-pool initializer: ignore SIGINT (the parent stops the workers) and use at
+    most ``threads`` BLAS/OpenMP threads."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
     _THREAD_LIMITS.append(threadpool_limits(limits=threads))
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back meanwhile, then raise it as KeyboardInterrupt.
+
+    Processes started meanwhile (the fork server, the workers) inherit this thread's
+    blocked SIGINT, so a Ctrl-C cannot hit them half-way through their imports. Other
+    threads of this process may still receive it: a recording handler defers it here.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate a process pool's workers (their runs are retried when the sweep resumes)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _execute_dask(
@@ -789,6 +839,31 @@ def _execute_dask(
             cluster.close()
 
 
+def _error_text(result: RunResult) -> str:
+    if result.error:
+        return result.error
+    if result.status == "diverged":
+        from gossipsim.experiment.runner import DIVERGED
+
+        return DIVERGED
+    return "no error text"
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a sweep; ``str()`` says how far it got and how to resume."""
+
+    def __init__(self, sweep: Sweep, results: dict[int, RunResult]) -> None:
+        self.total = len(sweep.runs)
+        finished = [r for r in results.values() if r.status != "interrupted"]
+        self.finished = len(finished)
+        self.this_time = sum(not r.skipped for r in finished)
+        super().__init__(
+            f"interrupted: {self.finished} of {self.total} runs of {sweep.name} finished "
+            f"({self.this_time} in this invocation); run the same command again to resume "
+            "(finished runs are skipped)"
+        )
+
+
 def summary_lines(outcome: SweepOutcome) -> list[str]:
     """Human summary of a finished sweep: counts, then every run that did not complete."""
     sweep = outcome.sweep
@@ -810,6 +885,6 @@ def summary_lines(outcome: SweepOutcome) -> list[str]:
         run = sweep.runs[result.index]
         lines.append(
             f"  {result.status}: {sweep.name}/{result.run_id} (#{result.index}, {combo}, "
-            f"seed {run.seed}): {result.error or 'no error text'}"
+            f"seed {run.seed}): {_error_text(result)}"
         )
     return lines

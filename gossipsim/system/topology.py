@@ -210,6 +210,16 @@ def _edge_list(n: int, rng: np.random.Generator, prm: _Params) -> nx.Graph:
         edges += 1
     if edges == 0:
         raise TopologyError(f"topology.path: edge-list file {path} contains no edges")
+    missing = [node for node in range(n) if G.degree(node) == 0]
+    if missing:
+        shown = ", ".join(str(node) for node in missing[:10]) + (
+            ", ..." if len(missing) > 10 else ""
+        )
+        raise TopologyError(
+            f"topology.path: node id{'s' if len(missing) > 1 else ''} {shown} "
+            f"appear{'' if len(missing) > 1 else 's'} in no edge of {path} "
+            f"(topology.n = {n}: ids 0..{n - 1})"
+        )
     return G
 
 
