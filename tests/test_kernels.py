@@ -187,6 +187,13 @@ def test_metric_kernels_equal_the_objective_and_ignore_thread_count(kind):
     finally:
         numba.set_num_threads(threads)
     assert repr(single) == repr((metrics.training_loss(w), metrics.test_accuracy(w)))
+    # Small data sets run the serial driver, large ones the parallel one: the same bits.
+    from gossipsim.engine import metric_kernels
+
+    features, targets = metrics.train
+    arguments = (np.ascontiguousarray(w), features, targets, metrics.head, metrics.m, True)
+    serial = metric_kernels._sums_serial(*arguments)
+    assert repr(serial) == repr(metric_kernels._sums_parallel(*arguments))
 
 
 class _Split:

@@ -21,61 +21,90 @@ from gossipsim.engine.kernels import LOGISTIC, SOFTMAX, SQUARED, _dot, linear_he
 from gossipsim.objectives.base import Objective
 
 ROWS_PER_BLOCK = 4096
+# Data sets of at least this many values (rows × features) are evaluated on all cores.
+PARALLEL_FROM = 1 << 22
+
+
+@jit(nogil=True)
+def _block_sums(w, features, targets, head, m, want_correct, block):
+    """(Σ loss, Σ correct predictions) over the rows of one fixed block, in row order."""
+    n, f = features.shape
+    bias = f * m
+    z = np.empty(m)
+    total = 0.0
+    right = 0.0
+    for row in range(block * ROWS_PER_BLOCK, min(n, (block + 1) * ROWS_PER_BLOCK)):
+        if m == 1:
+            z[0] = _dot(features, row, w) + w[bias]
+        else:
+            for c in range(m):
+                z[c] = w[bias + c]
+            for k in range(f):
+                x = features[row, k]
+                for c in range(m):
+                    z[c] += x * w[k * m + c]
+        t = targets[row]
+        if head == SQUARED:
+            r = z[0] - t
+            total += 0.5 * r * r
+        elif head == LOGISTIC:
+            # −[t log σ(z) + (1 − t) log σ(−z)], stably.
+            a = z[0]
+            total += max(a, 0.0) - t * a + np.log1p(np.exp(-abs(a)))
+            if want_correct:
+                right += 1.0 if (a > 0.0) == (t == 1.0) else 0.0
+        else:
+            top = z[0]
+            best = 0
+            for c in range(1, m):
+                if z[c] > top:
+                    top = z[c]
+                    best = c
+            s = 0.0
+            for c in range(m):
+                s += np.exp(z[c] - top)
+            total += top + np.log(s) - z[int(t)]
+            if want_correct:
+                right += 1.0 if best == int(t) else 0.0
+    return total, right
 
 
 @jit(nogil=True, parallel=True)
-def _sums(w, features, targets, head, m, want_correct):
-    """(Σ loss, Σ correct predictions) over the rows, per fixed block, then added in order."""
-    n, f = features.shape
-    blocks = (n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
+def _sums_parallel(w, features, targets, head, m, want_correct):
+    """Every block on the cores; the block sums are then added in order."""
+    blocks = (features.shape[0] + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
     loss = np.zeros(blocks)
     correct = np.zeros(blocks)
-    bias = f * m
     for block in prange(blocks):
-        z = np.empty(m)
-        total = 0.0
-        right = 0.0
-        for row in range(block * ROWS_PER_BLOCK, min(n, (block + 1) * ROWS_PER_BLOCK)):
-            if m == 1:
-                z[0] = _dot(features, row, w) + w[bias]
-            else:
-                for c in range(m):
-                    z[c] = w[bias + c]
-                for k in range(f):
-                    x = features[row, k]
-                    for c in range(m):
-                        z[c] += x * w[k * m + c]
-            t = targets[row]
-            if head == SQUARED:
-                r = z[0] - t
-                total += 0.5 * r * r
-            elif head == LOGISTIC:
-                # −[t log σ(z) + (1 − t) log σ(−z)], stably.
-                a = z[0]
-                total += max(a, 0.0) - t * a + np.log1p(np.exp(-abs(a)))
-                if want_correct:
-                    right += 1.0 if (a > 0.0) == (t == 1.0) else 0.0
-            else:
-                top = z[0]
-                best = 0
-                for c in range(1, m):
-                    if z[c] > top:
-                        top = z[c]
-                        best = c
-                s = 0.0
-                for c in range(m):
-                    s += np.exp(z[c] - top)
-                total += top + np.log(s) - z[int(t)]
-                if want_correct:
-                    right += 1.0 if best == int(t) else 0.0
-        loss[block] = total
-        correct[block] = right
+        loss[block], correct[block] = _block_sums(
+            w, features, targets, head, m, want_correct, block
+        )
     loss_sum = 0.0
     correct_sum = 0.0
     for block in range(blocks):
         loss_sum += loss[block]
         correct_sum += correct[block]
     return loss_sum, correct_sum
+
+
+@jit(nogil=True)
+def _sums_serial(w, features, targets, head, m, want_correct):
+    """The same sums on one core (small data sets: starting threads would cost more)."""
+    blocks = (features.shape[0] + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
+    loss_sum = 0.0
+    correct_sum = 0.0
+    for block in range(blocks):
+        loss, correct = _block_sums(w, features, targets, head, m, want_correct, block)
+        loss_sum += loss
+        correct_sum += correct
+    return loss_sum, correct_sum
+
+
+def _sums(w, features, targets, head, m, want_correct):
+    """(Σ loss, Σ correct): the same bits whichever driver and however many threads."""
+    if features.shape[0] * features.shape[1] >= PARALLEL_FROM:
+        return _sums_parallel(w, features, targets, head, m, want_correct)
+    return _sums_serial(w, features, targets, head, m, want_correct)
 
 
 class LinearMetrics:
