@@ -64,6 +64,7 @@ def test_round_durations_equal_compute_model(spec):
     reference = ComputeModel(6, kind, np.random.default_rng(1), **spec)
     streams = [sim.streams.generator("timing", i) for i in range(6)]
     steps = np.random.default_rng(2).integers(1, 5, size=(150, 6))
+    steps[::7] = np.random.default_rng(3).integers(60, 150, size=steps[::7].shape)  # > a block
     nodes = np.arange(6)
     now = 0.0
     for r in range(150):

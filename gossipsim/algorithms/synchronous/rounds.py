@@ -80,8 +80,23 @@ class SynchronousClock:
             # One step: draw × factor, the same IEEE product as duration(i, 1).
             return self._take(nodes) * self.factors[nodes]
         out = np.empty(len(nodes))
+        blocks, cursor, width = self.blocks, self.cursor, self.width
         for r, node in enumerate(nodes.tolist()):
-            draws = np.array([self._take(np.array([node]))[0] for _ in range(steps[node])])
+            wanted = steps[node]
+            start = int(cursor[node])
+            if start + wanted <= width:  # the common case: the node's block holds them all
+                draws = blocks[node, start : start + wanted]
+                cursor[node] = start + wanted
+            else:
+                parts = [blocks[node, start:width].copy()]
+                left = wanted - (width - start)
+                while left > 0:
+                    blocks[node] = self.sim.compute._draw(self.timing[node], width)
+                    take = min(left, width)
+                    parts.append(blocks[node, :take].copy())
+                    cursor[node] = take
+                    left -= take
+                draws = np.concatenate(parts)
             out[r] = float((draws * self.factors[node]).sum())
         return out
 
