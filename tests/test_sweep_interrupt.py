@@ -91,3 +91,37 @@ def test_ctrl_c_on_a_process_sweep_is_quiet(tmp_path, moment):
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted"), stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+STOP_A_WORKER = """
+import time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+
+from numba.np.ufunc import parallel
+
+from gossipsim.experiment.sweep import _stop_workers, _worker_init
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("forkserver")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=_worker_init, initargs=(1,))
+    pool.submit(parallel._set_init_process_lock).result()  # as numba's parallel backend does
+    pool.submit(time.sleep, 60)
+    time.sleep(0.5)
+    _stop_workers(pool)
+    pool.shutdown(wait=True, cancel_futures=True)
+    print("stopped")
+"""
+
+
+def test_stopping_a_worker_leaves_no_semaphore_behind(tmp_path):
+    """A worker that numba's parallel backend has run in holds a named semaphore; the
+    parent's SIGTERM must not leave it to the resource tracker ("leaked semaphore")."""
+    script = tmp_path / "stop_a_worker.py"
+    script.write_text(STOP_A_WORKER)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
+    assert "leaked" not in done.stderr, done.stderr

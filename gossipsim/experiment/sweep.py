@@ -760,14 +760,26 @@ _THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
 
 
 def _worker_init(threads: int) -> None:
-    """Process-pool initializer: ignore SIGINT (the parent stops the workers) and use at
-    most ``threads`` BLAS/OpenMP threads."""
+    """Process-pool initializer: ignore SIGINT (the parent stops the workers), leave cleanly
+    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP threads."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
     from threadpoolctl import threadpool_limits
 
     _THREAD_LIMITS.append(threadpool_limits(limits=threads))
+
+
+def _stop_worker(signum: int, frame: Any) -> None:
+    """SIGTERM from the parent (:func:`_stop_workers`): leave at once, but first release the
+    named semaphores this worker created — numba's parallel backend takes one in every
+    forkserver process — which a plain SIGTERM would leave behind for the resource tracker
+    to report as leaked."""
+    from multiprocessing import util
+
+    util._run_finalizers(0)  # type: ignore[attr-defined]  # priority >= 0: semaphores among them
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager
