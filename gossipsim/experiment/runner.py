@@ -81,16 +81,9 @@ def prepare(config: RunConfig) -> Prepared:
         graph = coding.ps_star(n)
     else:
         try:
-            graph = build_graph(
-                topo.kind,
-                topo.n,
-                streams.generator("topology"),
-                degree=getattr(topo, "degree", 4),
-                p=getattr(topo, "p", 0.1),
-                k=getattr(topo, "k", 4),
-                rows=getattr(topo, "rows", None),
-                path=getattr(topo, "path", None),
-            )
+            # The kind's own parameters, with the defaults its config model states.
+            parameters = topo.model_dump(exclude={"kind", "n"})
+            graph = build_graph(topo.kind, topo.n, streams.generator("topology"), **parameters)
         except ValueError as exc:
             raise _located(config, "topology", exc) from None
     try:
@@ -112,9 +105,8 @@ def prepare(config: RunConfig) -> Prepared:
             comp.kind,
             streams.generator("timing/heterogeneity"),
             mean=comp.mean,
-            sigma=getattr(comp, "sigma", 0.0),
-            shift=getattr(comp, "shift", 0.0),
-            alpha=getattr(comp, "alpha", 3.0),
+            # The distribution's own parameters (sigma, shift or alpha), as its model states.
+            **comp.model_dump(exclude={"kind", "mean", "heterogeneity", "stragglers"}),
             heterogeneity=comp.heterogeneity.model_dump(),
             stragglers=comp.stragglers.model_dump(),
         )
