@@ -12,34 +12,15 @@ from __future__ import annotations
 import pytest
 
 from gossipsim.algorithms import REGISTRY, get_algorithm
-from gossipsim.engine.batched import SequentialExecutor
-from gossipsim.engine.executor import Mix
-from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.runner import build_simulation, prepare
 from tests.conftest import make_config
-from tests.test_programs import TIMING
+from tests.test_programs import TIMING, RecordingExecutor
 
 # Synchronous methods are round generators (no node program): the lean loop runs the same
 # generators as SimPy. Asynchronous algorithms are held to their oracle in test_programs.py.
 SYNCHRONOUS = sorted(
     kind for kind, e in REGISTRY.items() if e.program is None and e.family != "coding"
 )
-
-
-class RecordingExecutor(SequentialExecutor):
-    """Applies operations sequentially and remembers ``(time, operation)``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.log: list[tuple[float, object]] = []
-        self.sim: Simulation | None = None
-
-    def submit(self, op) -> None:
-        assert self.sim is not None
-        # A mixing matrix is compared by content (sparse == is elementwise).
-        key = ("Mix", op.weights.toarray().tobytes()) if isinstance(op, Mix) else op
-        self.log.append((self.sim.env.now, key))
-        super().submit(op)
 
 
 def schedule_of(config, lean: bool):
