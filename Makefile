@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# setuptools warns about every editable install of a flat layout ("Editable installation.
+# Please be careful with folders ..."): harmless here, so it is filtered out.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# setuptools warns about every editable install of a flat layout ("Editable installation.
-	# Please be careful with folders ..."): harmless here, so it is filtered out.
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

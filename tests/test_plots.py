@@ -105,7 +105,11 @@ def test_plot_results_and_standard_figures(sweep_dir, tmp_path):
 def test_report_summarises_each_configuration(sweep_dir, capsys):
     fake_run(sweep_dir.parent, kind="star", sigma=0.0, status="diverged")
     table, target = summarize(sweep_dir)
-    assert len(table) == 5 and set(table.columns) >= {"topology.kind", "runs", "final loss"}
+    assert len(table) == 5 and set(table.columns) >= {
+        "topology.kind",
+        "runs",
+        "final loss (training objective)",
+    }
     assert target is not None and np.isfinite(target)
     assert main(["report", str(sweep_dir), "--target", "0.1"]) == 0
     text = (sweep_dir / "report.md").read_text()
@@ -120,7 +124,7 @@ def test_report_summarises_each_configuration(sweep_dir, capsys):
 def test_write_report_without_figures(sweep_dir, tmp_path):
     path = write_report(sweep_dir, output=tmp_path / "r.md", figures=False)
     text = path.read_text()
-    assert "Figures" not in text and "time to target (s)" in text
+    assert "Figures" not in text and "time to target (simulated s)" in text
 
 
 def _legend_texts(fig) -> list[str]:
@@ -188,4 +192,37 @@ def test_report_has_one_column_per_changed_key_of_a_swept_section_and_mean_gap(t
     assert "algorithm" not in table.columns and "algorithm.kind" not in table.columns
     assert sorted(table["algorithm.lr"]) == [0.05, 0.1]
     assert list(table["λ₂ (mean over runs)"]) == ["0.3", "0.3"]
-    assert list(table["wall time (s, mean)"]) == ["1.5", "1.5"]
+    assert list(table["wall time (real s, mean)"]) == ["1.5", "1.5"]
+
+
+def _legend_title_and_texts(fig) -> tuple[str, list[str]]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    (legend,) = legends
+    return legend.get_title().get_text(), [text.get_text() for text in legend.get_texts()]
+
+
+def test_cases_told_apart_by_one_key_are_labelled_by_that_key(tmp_path):
+    from gossipsim.experiment.results import collect
+
+    for case, kind in (("baseline", "ring"), ("hub", "complete")):
+        for sigma in (0.0, 1.0):
+            fake_run(tmp_path, kind=kind, sigma=sigma, case=case)
+    fig = plot_table(collect(tmp_path / "fake"))
+    title, labels = _legend_title_and_texts(fig)
+    assert (title, sorted(labels)) == ("topology.kind", ["complete", "ring"])
+    panels = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert panels == ["compute.sigma = 0", "compute.sigma = 1"]
+
+
+def test_cases_that_differ_in_several_keys_are_labelled_by_their_names_alone(tmp_path):
+    from gossipsim.experiment.results import collect
+
+    fake_run(tmp_path, kind="ring", sigma=0.0, case="slow-ring")
+    fake_run(tmp_path, kind="complete", sigma=1.0, case="fast-complete")
+    fig = plot_table(collect(tmp_path / "fake"))
+    title, labels = _legend_title_and_texts(fig)
+    assert (title, sorted(labels)) == ("", ["fast-complete", "slow-ring"])
+    # The case names are the labels: no 'case=' and no keys the case already fixes.
+    fig = plot_table(collect(tmp_path / "fake"), col="case")
+    panels = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert sorted(panels) == ["fast-complete", "slow-ring"]

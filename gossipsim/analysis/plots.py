@@ -62,9 +62,7 @@ def _group_columns(
     """Resolve ``auto`` hue/col; return them and the parameters folded into the hue label."""
     candidates = parameters_of(frame)
     if "case" in frame.columns:
-        # Keys that a named case fixes (one value per case) are described by the case name.
-        per_case = frame.astype({k: str for k in candidates}).groupby("case", dropna=False)
-        candidates = ["case"] + [k for k in candidates if (per_case[k].nunique() > 1).any()]
+        candidates = _case_description(frame, candidates)
     varying = [
         c for c in candidates if c not in (x, y) and frame[c].astype(str).nunique(dropna=False) > 1
     ]
@@ -83,6 +81,24 @@ def _group_columns(
         col = free.pop(0) if free else None
     extra = [c for c in free if c not in (hue, col)]
     return hue, col, extra
+
+
+def _case_description(frame: pd.DataFrame, candidates: list[str]) -> list[str]:
+    """The grouping candidates of a sweep with named cases.
+
+    Keys that a case fixes (one value per case) are described together: by the one key that
+    tells the cases apart when there is exactly one (``topology.kind``, so the legend reads
+    ``ring``, ``torus`` under that title), by the case names otherwise. Keys that vary
+    within a case (a grid crossed with the cases) stay candidates of their own.
+    """
+    text = frame.astype({k: str for k in candidates})
+    per_case = text.groupby("case", dropna=False)
+    within = [k for k in candidates if (per_case[k].nunique() > 1).any()]
+    fixed = [k for k in candidates if k not in within and text[k].nunique() > 1]
+    cases = frame["case"].astype(str).nunique()
+    if len(fixed) == 1 and text[fixed[0]].nunique() == cases:
+        return [fixed[0], *within]
+    return ["case", *within]
 
 
 def _value_text(value: Any) -> str:
@@ -228,7 +244,8 @@ def plot_table(
             if band and len(curves) > 1:
                 ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
         if col is not None:
-            ax.set_title(f"{col} = {_value_text(panel)}", fontsize=10)
+            heading = _value_text(panel) if col == "case" else f"{col} = {_value_text(panel)}"
+            ax.set_title(heading, fontsize=10)
         ax.grid(True, alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
@@ -289,7 +306,8 @@ def _legend(fig: Figure, axes: Sequence[Any], label_keys: Sequence[str]) -> None
     if not entries or (len(entries) == 1 and not label_keys):
         return  # one unlabelled line: the title says what it is
     entries = {label: entries[label] for label in _ordered(list(entries))}
-    title = label_keys[0] if len(label_keys) == 1 else None
+    # The case names describe themselves; a swept key titles the legend.
+    title = label_keys[0] if len(label_keys) == 1 and label_keys[0] != "case" else None
     options = {"fontsize": 8, "title": title, "title_fontsize": 8}
     if len(entries) <= LEGEND_INSIDE and set(entries) == first:
         axes[0].legend(list(entries.values()), list(entries), **options)
@@ -344,7 +362,9 @@ def _legend_label(
     values = key.split(", ")
     if len(values) != len(label_keys):
         return key
-    return ", ".join(f"{_short(k)}={v}" for k, v in zip(label_keys, values, strict=True))
+    return ", ".join(
+        v if k == "case" else f"{_short(k)}={v}" for k, v in zip(label_keys, values, strict=True)
+    )
 
 
 def _short(key: str) -> str:

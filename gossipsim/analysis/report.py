@@ -124,29 +124,33 @@ def summarize(path: str | Path, target: float | None = None) -> tuple[pd.DataFra
         statuses = group["status"].value_counts()
         row["runs"] = len(group)
         row["status"] = ", ".join(f"{n} {s}" for s, n in statuses.items())
-        row["final loss"] = _mean_sd(group.get("final_loss", pd.Series(dtype=float)))
-        row["final accuracy"] = _mean_sd(group.get("final_accuracy", pd.Series(dtype=float)))
+        row["final loss (training objective)"] = _mean_sd(
+            group.get("final_loss", pd.Series(dtype=float))
+        )
+        row["final test accuracy (fraction)"] = _mean_sd(
+            group.get("final_accuracy", pd.Series(dtype=float))
+        )
         coded = _gradient_coding(group)
         if coded:  # a parameter-server run: seconds per iteration and the decode's error
-            row["iteration time (s)"] = _mean_sd(group["final_iteration_time"])
-            row["decode error (median)"] = _mean_sd(group["final_decode_error_median"])
+            row["iteration time (simulated s)"] = _mean_sd(group["final_iteration_time"])
+            row["decode error (median, ‖ĝ − g‖/‖g‖)"] = _mean_sd(group["final_decode_error_median"])
         gaps = pd.to_numeric(group.get("spectral_gap", pd.Series(dtype=float)), errors="coerce")
         if gaps.notna().any():
             row["λ₂ (mean over runs)"] = _fmt(float(gaps.mean()))
         walls = pd.to_numeric(group.get("wall_time", pd.Series(dtype=float)), errors="coerce")
         if walls.notna().any():
-            row["wall time (s, mean)"] = _fmt(float(walls.mean()))
+            row["wall time (real s, mean)"] = _fmt(float(walls.mean()))
         if target is not None and "time_to_target" in group:
             reached = group["time_to_target"].notna()
             suffix = "" if reached.all() else f" ({int(reached.sum())}/{len(group)} reached)"
             if reached.any():
                 hit = group[reached]
-                row["time to target (s)"] = _fmt(hit["time_to_target"].mean()) + suffix
+                row["time to target (simulated s)"] = _fmt(hit["time_to_target"].mean()) + suffix
                 if not coded:
                     row["interactions to target"] = _fmt(hit["interactions_to_target"].mean())
                 row["bits to target"] = _bits(float(hit["bits_to_target"].mean()))
             else:
-                row["time to target (s)"] = f"not reached{suffix}"
+                row["time to target (simulated s)"] = f"not reached{suffix}"
                 if not coded:
                     row["interactions to target"] = "—"
                 row["bits to target"] = "—"
@@ -186,7 +190,7 @@ def write_report(
         "",
         f"{len(runs)} runs ({', '.join(f'{n} {s}' for s, n in statuses.items())}); "
         f"swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}; "
-        f"up to {seeds} seed(s) per configuration.",
+        f"up to {seeds} {'seed' if seeds == 1 else 'seeds'} per configuration.",
         "",
     ]
     if target is not None:
