@@ -69,17 +69,9 @@ def build_problem(config: RunConfig, n_nodes: int, streams: Streams) -> Problem:
     """Load the dataset, build the objective and split the training set across nodes."""
     obj = config.objective
     ds = obj.dataset
+    # The dataset kind's own fields (n_samples, path, ...) as its config model resolved them.
     dataset = load_dataset(
-        ds.kind,
-        obj.task,
-        streams.generator("data"),
-        n_samples=getattr(ds, "n_samples", 10000),
-        n_features=getattr(ds, "n_features", 20),
-        n_classes=getattr(ds, "n_classes", 10),
-        noise=getattr(ds, "noise", 0.1),
-        path=getattr(ds, "path", None),
-        test_fraction=ds.test_fraction,
-        standardize=ds.standardize,
+        ds.kind, obj.task, streams.generator("data"), **ds.model_dump(exclude={"kind"})
     )
     objective = make_objective(
         obj.kind,
@@ -95,9 +87,8 @@ def build_problem(config: RunConfig, n_nodes: int, streams: Streams) -> Problem:
         n_nodes,
         part.kind,
         streams.generator("partition"),
-        alpha=getattr(part, "alpha", 0.5),
-        classes_per_node=getattr(part, "classes_per_node", 2),
         task=dataset.task,
+        **part.model_dump(exclude={"kind"}),
     )
     # One contiguous copy of the training set in shard order; each shard is a view into it,
     # so the batched executor can gather minibatches of many nodes with one indexing call.

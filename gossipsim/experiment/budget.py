@@ -44,19 +44,23 @@ def node_count(config: RunConfig) -> int:
 
 
 def edge_count(config: RunConfig) -> float:
-    topology = config.topology
+    """About how many edges the run's graph has (for the memory estimate)."""
     n = node_count(config)
-    per_node = {
-        "ring": 1.0,
-        "torus": 2.0,
-        "star": 1.0,
-        "complete": (n - 1) / 2,
-        "hypercube": math.log2(max(n, 2)) / 2,
-        "random_regular": getattr(topology, "degree", 4) / 2,
-        "small_world": getattr(topology, "k", 4) / 2,
-        "erdos_renyi": getattr(topology, "p", 0.1) * (n - 1) / 2,
-        "edge_list": 2.0,
-    }.get(topology.kind, 2.0)
+    # The topology kind's own parameters, as its config model resolved them.
+    fields = config.topology.model_dump()
+    kind = fields["kind"]
+    if kind == "complete":
+        per_node = (n - 1) / 2
+    elif kind == "hypercube":
+        per_node = math.log2(max(n, 2)) / 2
+    elif kind == "random_regular":
+        per_node = fields["degree"] / 2
+    elif kind == "small_world":
+        per_node = fields["k"] / 2
+    elif kind == "erdos_renyi":
+        per_node = fields["p"] * (n - 1) / 2
+    else:  # ring, star: about one edge per node; torus two; an edge list: guess two
+        per_node = {"ring": 1.0, "star": 1.0}.get(kind, 2.0)
     return per_node * n
 
 
