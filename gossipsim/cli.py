@@ -59,10 +59,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     prepared = prepare(config)
-    if config.algorithm.kind == "gradient_coding":
-        graph_kind = "the parameter-server star"
-    else:
-        graph_kind = prepared.graph.graph.get("kind", config.topology.kind)
+    from gossipsim.algorithms import REGISTRY
+
+    graph_kind = REGISTRY[config.algorithm.kind].graph_name or prepared.graph.graph.get(
+        "kind", config.topology.kind
+    )
     if args.print:
         print(config_to_yaml(config), end="")
     print(
@@ -75,6 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gossipsim.algorithms import REGISTRY
     from gossipsim.experiment.results import check_output_dir
     from gossipsim.experiment.runner import run_to_directory
 
@@ -89,12 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = record.outcome
     first, last = outcome.rows[0], outcome.rows[-1]
     accuracy = "" if last["accuracy"] != last["accuracy"] else f", accuracy {last['accuracy']:.4f}"
-    if config.algorithm.kind == "gradient_coding":  # a PS run: iterations, not interactions
-        progress = (
-            f"{last['iteration']} iterations, {last['iteration_time']:.4g} s per iteration, "
-            f"{last['epochs']:.3g} epochs, loss {first['loss']:.4g} → {last['loss']:.4g}"
-            f"{accuracy}, decode error {last['decode_error_median']:.3g} (median relative)"
-        )
+    line = REGISTRY[config.algorithm.kind].progress_line
+    if line is not None:  # the algorithm's own account (gradient coding: iterations)
+        progress = line(first, last)
     else:
         progress = (
             f"{last['interactions']} interactions, "

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
+
 from gossipsim.algorithms import coding
 from gossipsim.algorithms.gossip import adpsgd, dpsgd, sgp, swarmsgd
 from gossipsim.algorithms.synchronous import allreduce, local_sgd
 from gossipsim.engine.program import Program
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment import config as C
+from gossipsim.system.rng import Streams
 
 # What an algorithm keeps invariant at lr = 0 without quantization (the conformance suite
 # checks the declared law): the mean of the node models; that mean once the pending
@@ -44,6 +47,19 @@ class Algorithm:
     # Variants whose law differs from ``conserves``.
     variant_conserves: dict[str, str] = field(default_factory=dict)
     faults: bool = True  # runs under every fault of the ``faults`` section
+    # What a run brings of its own instead of the configured machines (gradient coding: a
+    # PS and ``algorithm.workers`` workers; the topology section does not apply). None: the
+    # ``topology`` section's n nodes on its graph.
+    machines: Callable[[C.RunConfig], int] | None = None
+    graph: Callable[[C.RunConfig], nx.Graph] | None = None
+    graph_name: str | None = None  # how ``gossipsim validate`` names that graph
+    # Checks of the config against the data, before any work (raise ValueError).
+    check: Callable[[C.RunConfig, int, Streams], None] | None = None
+    # Facts for ``meta.json`` beyond the common ones, and the CLI's line about a run.
+    summary: Callable[[Simulation], dict[str, Any]] | None = None
+    progress_line: Callable[[dict[str, Any], dict[str, Any]], str] | None = None
+    # Whether the batched executor runs it on the lean loop (else under SimPy).
+    lean: bool = True
 
     @property
     def quantizers(self) -> tuple[str, ...]:
@@ -99,6 +115,13 @@ REGISTRY: dict[str, Algorithm] = {
             coding.start,
             "coding",
             conserves=NOTHING,
+            machines=coding.machines,
+            graph=coding.graph,
+            graph_name="the parameter-server star",
+            check=coding.check,
+            summary=coding.summary,
+            progress_line=coding.progress_line,
+            lean=False,
         ),
     )
 }
@@ -107,6 +130,12 @@ ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
 }
 _unregistered = {kind for model in C.ALGORITHM_CONFIGS for kind in _kinds(model)} - set(REGISTRY)
 assert not _unregistered, f"algorithm configs without a registry entry: {_unregistered}"
+
+
+def node_count(config: C.RunConfig) -> int:
+    """How many machines a run has: ``topology.n``, or what its algorithm brings."""
+    machines = REGISTRY[config.algorithm.kind].machines
+    return machines(config) if machines is not None else config.topology.n
 
 
 def get_algorithm(kind: str) -> Callable[[Simulation], None]:

@@ -40,7 +40,10 @@ def model_dimension(config: RunConfig) -> int | None:
 
 
 def node_count(config: RunConfig) -> int:
-    return int(getattr(config.algorithm, "workers", None) or config.topology.n)
+    """How many machines a run has (``topology.n``, or what its algorithm brings)."""
+    from gossipsim.algorithms import node_count as machines  # the registry: imported late
+
+    return machines(config)
 
 
 def edge_count(config: RunConfig) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from gossipsim.algorithms import REGISTRY, coding, get_algorithm
+from gossipsim.algorithms import REGISTRY, get_algorithm
 from gossipsim.engine.batched import BatchedExecutor, SequentialExecutor
 from gossipsim.engine.lean import LeanEnvironment
 from gossipsim.engine.problem import Problem, build_problem, initial_models
@@ -27,7 +27,6 @@ from gossipsim.experiment.budget import check_memory, node_count
 from gossipsim.experiment.config import (
     ConfigError,
     ConfigSource,
-    GradientCodingConfig,
     NoQuantizer,
     RunConfig,
 )
@@ -76,9 +75,9 @@ def prepare(config: RunConfig) -> Prepared:
     streams = Streams(config.seed)
     topo = config.topology
     n = node_count(config)
-    gradient_coding = isinstance(config.algorithm, GradientCodingConfig)
-    if gradient_coding:  # the PS star of algorithm.workers; the topology section is ignored
-        graph = coding.ps_star(n)
+    entry = REGISTRY[config.algorithm.kind]
+    if entry.graph is not None:  # the algorithm's own machines (gradient coding: a PS star)
+        graph = entry.graph(config)
     else:
         try:
             # The kind's own parameters, with the defaults its config model states.
@@ -90,12 +89,9 @@ def prepare(config: RunConfig) -> Prepared:
         problem = build_problem(config, n, streams)
     except ValueError as exc:
         raise _located(config, "objective", exc) from None
-    if gradient_coding:  # sizes, assignment and chunks checked before the run
-        assert isinstance(config.algorithm, GradientCodingConfig)
+    if entry.check is not None:  # the algorithm's own checks against the data, before the run
         try:
-            coding.validate(
-                config.algorithm, problem.n_train, streams.generator("coding/assignment")
-            )
+            entry.check(config, problem.n_train, streams)
         except ValueError as exc:
             raise _located(config, "algorithm", exc) from None
     comp = config.compute
@@ -134,15 +130,16 @@ def build_simulation(
     algorithm = config.algorithm
     quantizer_config = getattr(algorithm, "quantizer", NoQuantizer())
     quantizer = make_quantizer(**quantizer_config.model_dump())
-    n = prepared.compute.n  # topology.n, or algorithm.workers for gradient coding
+    n = prepared.compute.n  # topology.n, or the machines the algorithm brings
     models = initial_models(config, prepared.problem, n, prepared.streams)
     batched = config.engine.executor == "batched"
     faulty = config.faults.active
     if lean is None:
         # Node programs run on the lean loop with or without faults; the synchronous
         # methods' fault handling (waiting for all of a round's nodes) needs SimPy.
-        lean = batched and algorithm.kind != "gradient_coding"
-        if faulty and REGISTRY[algorithm.kind].program is None:
+        entry = REGISTRY[algorithm.kind]
+        lean = batched and entry.lean
+        if faulty and entry.program is None:
             lean = False
     if executor_class is None:
         executor_class = BatchedExecutor if batched else SequentialExecutor
@@ -228,9 +225,9 @@ def execute(
     prepared = prepare(config)
     outcome, sim = simulate(prepared, progress)
     summary = run_summary(prepared, outcome, time.perf_counter() - started)
-    coded = getattr(sim, "gradient_coding", None)
-    if coded is not None:  # Qmax of the chunk orders (None when exact recovery is impossible)
-        summary["qmax"] = coded.qmax if np.isfinite(coded.qmax) else None
+    extra = REGISTRY[config.algorithm.kind].summary
+    if extra is not None:  # facts of the algorithm's own (gradient coding: Qmax)
+        summary.update(extra(sim))
     # A simulation is a reference cycle (environment → queued process → simulation), which
     # only the cyclic collector frees: collect it now, or a sweep running many runs in one
     # process keeps every run's data set alive until the collector happens to run.

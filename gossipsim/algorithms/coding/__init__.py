@@ -9,6 +9,24 @@ orderings and Qmax), :mod:`.schedule` (one iteration's events from the timing dr
 :mod:`.protocol` (the PS process on the engine; ``start`` is the registry entry).
 """
 
-from gossipsim.algorithms.coding.protocol import ps_star, start, validate
+from gossipsim.algorithms.coding.protocol import (
+    check,
+    graph,
+    machines,
+    progress_line,
+    ps_star,
+    start,
+    summary,
+    validate,
+)
 
-__all__ = ["ps_star", "start", "validate"]
+__all__ = [
+    "check",
+    "graph",
+    "machines",
+    "progress_line",
+    "ps_star",
+    "start",
+    "summary",
+    "validate",
+]

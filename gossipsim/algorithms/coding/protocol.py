@@ -62,6 +62,7 @@ import copy
 import math
 import re
 from collections.abc import Generator
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -99,7 +100,8 @@ from gossipsim.algorithms.coding.schedule import (
     partial_schedule,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import GradientCodingConfig, GraphAssignmentConfig
+from gossipsim.experiment.config import GradientCodingConfig, GraphAssignmentConfig, RunConfig
+from gossipsim.system.rng import Streams
 from gossipsim.system.timing import ComputeModel
 from gossipsim.system.topology import build_graph
 
@@ -726,6 +728,42 @@ class GradientCoding:
             if self.snapshot_times
             else math.nan,
         }
+
+
+# -- the registry's hooks: what a gradient-coding run brings of its own ---------------------
+
+
+def machines(config: RunConfig) -> int:
+    """The workers of a run (``algorithm.workers``; the topology section does not apply)."""
+    assert isinstance(config.algorithm, GradientCodingConfig)
+    return config.algorithm.workers
+
+
+def graph(config: RunConfig) -> nx.Graph:
+    """The PS star of ``algorithm.workers`` workers."""
+    return ps_star(machines(config))
+
+
+def check(config: RunConfig, n_train: int, streams: Streams) -> None:
+    """Sizes, assignment and chunks, checked before the run (raises ValueError)."""
+    assert isinstance(config.algorithm, GradientCodingConfig)
+    validate(config.algorithm, n_train, streams.generator("coding/assignment"))
+
+
+def summary(sim: Simulation) -> dict[str, Any]:
+    """For ``meta.json``: Qmax of the chunk orders (None when exact recovery is impossible)."""
+    run: GradientCoding = sim.gradient_coding  # type: ignore[attr-defined]
+    return {"qmax": run.qmax if np.isfinite(run.qmax) else None}
+
+
+def progress_line(first: dict[str, Any], last: dict[str, Any]) -> str:
+    """The CLI's one-line account of a finished run: iterations, not interactions."""
+    accuracy = "" if last["accuracy"] != last["accuracy"] else f", accuracy {last['accuracy']:.4f}"
+    return (
+        f"{last['iteration']} iterations, {last['iteration_time']:.4g} s per iteration, "
+        f"{last['epochs']:.3g} epochs, loss {first['loss']:.4g} → {last['loss']:.4g}"
+        f"{accuracy}, decode error {last['decode_error_median']:.3g} (median relative)"
+    )
 
 
 def start(sim: Simulation) -> None:
