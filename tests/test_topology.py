@@ -195,8 +195,27 @@ def test_spectral_gap_ring(n: int) -> None:
     assert spectral_gap(build_graph("ring", n, rng())) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        ("ring", {}),
+        ("torus", {}),
+        ("random_regular", {"degree": 4}),
+        ("small_world", {}),
+        ("erdos_renyi", {"p": 0.02}),
+        ("star", {}),
+    ],
+)
+def test_the_sparse_spectral_gap_agrees_with_the_dense_one(kind, options) -> None:
+    # Above a few hundred nodes the sparse solvers run; they must give the dense λ₂.
+    graph = build_graph(kind, 400, rng(2), **options)
+    laplacian = nx.laplacian_matrix(graph, nodelist=range(400)).toarray().astype(float)
+    dense = np.linalg.eigvalsh(laplacian)[1]
+    assert spectral_gap(graph) == pytest.approx(dense, rel=1e-9, abs=1e-12)
+
+
 def test_spectral_gap_sparse_path() -> None:
-    # n > 2000 uses the sparse solvers: hypercube (fast path) and ring (shift-invert).
+    # Large graphs use the sparse solvers: hypercube (fast path) and ring (shift-invert).
     assert spectral_gap(build_graph("hypercube", 2048, rng())) == pytest.approx(2.0, rel=1e-8)
     n = 2001
     expected = 2 - 2 * math.cos(2 * math.pi / n)
