@@ -224,6 +224,35 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    import yaml
+    from pydantic import TypeAdapter
+
+    from gossipsim.experiment.config import ComputeConfig
+    from gossipsim.experiment.results import check_output_file
+    from gossipsim.system.fit import fit_trace, report_lines
+    from gossipsim.system.traces import read_trace
+
+    if args.output is not None:
+        check_output_file(args.output, "--output")
+    if args.per_node < 0:
+        raise ValueError(f"--per-node: must be >= 0, got {args.per_node}")
+    result = fit_trace(read_trace(args.trace))
+    section = result.compute_section()
+    TypeAdapter(ComputeConfig).validate_python(section)  # what it writes, a config accepts
+    text = yaml.safe_dump({"compute": section}, sort_keys=False, default_flow_style=None)
+    for line in report_lines(result, per_node=args.per_node):
+        print(line)
+    print(f"\ncompute section of the best fit ({result.best.kind}), ready to paste:")
+    print(text, end="")
+    if args.output is not None:
+        Path(args.output).write_text(
+            f"# fitted by gossipsim fit {args.trace}\n{text}", encoding="utf-8"
+        )
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from gossipsim.experiment.results import ls_lines
 
@@ -375,6 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the Markdown config reference instead (docs/config-reference.md)",
     )
     schema.set_defaults(handler=cmd_schema)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit the compute distributions to a measured trace and print a compute: section",
+    )
+    fit.add_argument("trace", help="CSV or Parquet file with columns node, duration[, time]")
+    fit.add_argument("--output", "-o", help="also write the compute: section to this YAML file")
+    fit.add_argument(
+        "--per-node",
+        type=int,
+        default=10,
+        help="how many nodes' own fits to list (default: 10)",
+    )
+    fit.set_defaults(handler=cmd_fit)
 
     ls = sub.add_parser(
         "ls", help="list runs: status, swept values, final loss, wall time (a sweep or results/)"

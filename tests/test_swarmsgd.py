@@ -1,4 +1,4 @@
-"""SwarmSGD on the engine: the facts design.md asks the code to hold."""
+"""SwarmSGD on the engine: the facts the simulator is held to (docs/architecture.md)."""
 
 from __future__ import annotations
 
