@@ -501,7 +501,7 @@ class BatchedExecutor:
         sent = self._transmit(half, half, nodes)
         if sent is half:
             sent = half.copy()
-        self.counters.bits += 64 * len(nodes)
+        self.counters.bits += self.quantizer.float_bits * len(nodes)  # the halved weights
         self.numerators[nodes] = half + (half - sent)
         for r, message in enumerate(messages.tolist()):
             self.in_flight[message] = (self._message_dest.pop(message), sent[r], float(weight[r]))
