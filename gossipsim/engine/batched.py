@@ -476,7 +476,13 @@ class BatchedExecutor:
         self.models[J] = (xj + received_by_j) * 0.5
 
     def _wave_buffer(self, I: np.ndarray, J: np.ndarray) -> None:
+        """Non-blocking exchanges: i's read request (one header word, no model), j's reply
+        (its buffer, quantized against i's model) and i's write of the average into j's
+        buffer (quantized against that buffer) — three messages each. The whole exchange is
+        applied here, at once (when the reply reaches i)."""
         assert self.buffer is not None and self.published is not None
+        self.counters.messages += len(I)
+        self.counters.bits += len(I) * self.quantizer.float_bits
         x = self.models[I] + (self.buffer[I] - self.published[I])
         buffer_j = self.buffer[J]
         read = self._transmit(buffer_j, x, J)
