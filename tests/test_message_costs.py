@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gossipsim.algorithms import REGISTRY
 from gossipsim.experiment.config import ConfigError, load_config
 from gossipsim.experiment.runner import prepare, simulate
 from gossipsim.system.quantize import make_quantizer
+from gossipsim.system.timing import Network
 from tests.conftest import make_config
 
 LATENCY, BANDWIDTH = 0.01, 1.0e6
@@ -204,6 +206,10 @@ def test_a_full_precision_model_message_is_float_bits_times_d():
         assert make_quantizer("lattice", bits=4, float_bits=w).message_bits(d) == 64 + 4 * d
     with pytest.raises(ValueError, match="network.float_bits"):
         make_quantizer("none", float_bits=16)
+    assert Network().float_bits == 32 and Network(float_bits=64).float_bits == 64
+    for bad in (16, True):
+        with pytest.raises(ValueError, match="network.float_bits"):
+            Network(float_bits=bad)
 
 
 def test_float_bits_defaults_to_32_and_rejects_other_widths(tmp_path):
@@ -216,8 +222,6 @@ def test_float_bits_defaults_to_32_and_rejects_other_widths(tmp_path):
 
 
 def test_float_bits_applies_to_lattice_resends():
-    import numpy as np
-
     ref = np.zeros(5)
     x = np.full(5, 10.0)  # far outside the decoding radius: a full-precision resend
     for w in (32, 64):
