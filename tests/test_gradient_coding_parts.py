@@ -275,7 +275,7 @@ def test_exact_runs_follow_uncoded_gradient_descent_with_d_over_l_messages(parts
         assert np.linalg.norm(gc.w - reference) <= 1e-10 * scale, scheme
         assert max(gc.decode_errors) < 1e-10, scheme
         assert sizes and all(shape[1] == -(-d // parts) for shape in sizes), scheme
-        assert gc.net.coded_bits == coded_bits(d, parts) == 64 * -(-d // parts) + 64
+        assert gc.net.coded_bits == coded_bits(d, parts) == 32 * -(-d // parts) + 64
     assert masks and all((mask.sum(axis=0) >= parts).all() for mask in masks)
 
 

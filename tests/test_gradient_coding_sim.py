@@ -69,7 +69,7 @@ def test_counters_of_uncoded_by_hand():
     last = outcome.rows[-1]
     # per iteration: a broadcast of the model to n workers, n gradients (+ header) back
     assert last["messages"] == 3 * 2 * n
-    assert last["bits"] == 3 * n * 64 * d + 3 * n * (64 * d + 64)
+    assert last["bits"] == 3 * n * 32 * d + 3 * n * (32 * d + 64)
     assert last["coded_messages"] == 3 * n and last["chunks_wasted"] == 0
     assert last["chunks_computed"] == 3 * n
     assert last["epochs"] == pytest.approx(3.0)

@@ -35,7 +35,7 @@ def test_none_is_identity_copy() -> None:
     assert isinstance(t, Transmission)
     np.testing.assert_array_equal(t.value, x)
     assert t.value is not x and not np.shares_memory(t.value, x)
-    assert t.bits == 64 * 10 == q.message_bits(10)
+    assert t.bits == 32 * 10 == q.message_bits(10)
     assert t.failed is False
     assert g.bit_generator.state == state
 
@@ -99,7 +99,7 @@ def test_lattice_failure_outside_radius(dither: bool) -> None:
     t = q.transmit(x, ref, g)
     assert t.failed
     np.testing.assert_array_equal(t.value, x)
-    assert t.bits == d * bits + 64 + 64 * d
+    assert t.bits == d * bits + 64 + 32 * d
     x[17] = ref[17] + 5.0  # far outside: a real decode would be badly wrong
     t = q.transmit(x, ref, g)
     assert t.failed and np.array_equal(t.value, x)
@@ -186,7 +186,7 @@ def test_stochastic_bits_and_edge_cases() -> None:
     q = make_quantizer("stochastic", bits=8)
     t = q.transmit(np.zeros(7), None, rng())
     np.testing.assert_array_equal(t.value, 0.0)
-    assert t.bits == 64 + 7 * 8 == q.message_bits(7)
+    assert t.bits == 32 + 7 * 8 == q.message_bits(7)
     assert not t.failed
     x = np.array([1.0, np.inf, 2.0])
     t = q.transmit(x, None, rng())

@@ -181,7 +181,7 @@ def test_geometric_local_steps_and_quantizers_run():
         assert last["loss"] < outcome.rows[0]["loss"]
         # H has mean 3: local steps per interaction close to 3.
         assert 2.0 < last["local_steps"] / last["interactions"] < 4.5
-        assert last["bits"] < 64 * sim.models.shape[1] * last["messages"]
+        assert last["bits"] < 32 * sim.models.shape[1] * last["messages"]
 
 
 def test_blocking_waits_for_busy_partner():

@@ -476,7 +476,13 @@ class BatchedExecutor:
         self.models[J] = (xj + received_by_j) * 0.5
 
     def _wave_buffer(self, I: np.ndarray, J: np.ndarray) -> None:
+        """Non-blocking exchanges: i's read request (one header word, no model), j's reply
+        (its buffer, quantized against i's model) and i's write of the average into j's
+        buffer (quantized against that buffer) — three messages each. The whole exchange is
+        applied here, at once (when the reply reaches i)."""
         assert self.buffer is not None and self.published is not None
+        self.counters.messages += len(I)
+        self.counters.bits += len(I) * self.quantizer.float_bits
         x = self.models[I] + (self.buffer[I] - self.published[I])
         buffer_j = self.buffer[J]
         read = self._transmit(buffer_j, x, J)
@@ -501,7 +507,7 @@ class BatchedExecutor:
         sent = self._transmit(half, half, nodes)
         if sent is half:
             sent = half.copy()
-        self.counters.bits += 64 * len(nodes)
+        self.counters.bits += self.quantizer.float_bits * len(nodes)  # the halved weights
         self.numerators[nodes] = half + (half - sent)
         for r, message in enumerate(messages.tolist()):
             self.in_flight[message] = (self._message_dest.pop(message), sent[r], float(weight[r]))

@@ -444,10 +444,16 @@ ComputeConfig = Annotated[
 
 
 class NetworkConfig(Section):
-    """Message time = latency + bits / bandwidth (seconds, bits per second)."""
+    """Message time = latency + bits / bandwidth (seconds, bits per second).
+
+    ``float_bits`` is the width of one full-precision number on the wire: every coordinate
+    of an unquantized model or gradient, a quantizer's scale, SGP's push-sum weight, a
+    gradient-coding vector entry. 32 (fp32, the default) or 64 (fp64).
+    """
 
     latency: NonNegFloat = 0.0
     bandwidth: Annotated[float, Field(gt=0)] = 1.0e9
+    float_bits: Literal[32, 64] = 32
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +478,7 @@ LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discri
 
 
 class NoQuantizer(Section):
-    """Send full-precision models (64 bits per coordinate)."""
+    """Send full-precision models (``network.float_bits`` bits per coordinate)."""
 
     kind: Literal["none"] = "none"
 

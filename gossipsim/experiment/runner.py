@@ -106,7 +106,9 @@ def prepare(config: RunConfig) -> Prepared:
             heterogeneity=comp.heterogeneity.model_dump(),
             stragglers=comp.stragglers.model_dump(),
         )
-        network = Network(config.network.latency, config.network.bandwidth)
+        network = Network(
+            config.network.latency, config.network.bandwidth, config.network.float_bits
+        )
     except ValueError as exc:
         raise _located(config, "compute", exc) from None
     return Prepared(config, streams, graph, problem, compute, network, spectral_gap(graph))
@@ -129,7 +131,9 @@ def build_simulation(
     config = prepared.config
     algorithm = config.algorithm
     quantizer_config = getattr(algorithm, "quantizer", NoQuantizer())
-    quantizer = make_quantizer(**quantizer_config.model_dump())
+    quantizer = make_quantizer(
+        **quantizer_config.model_dump(), float_bits=config.network.float_bits
+    )
     n = prepared.compute.n  # topology.n, or the machines the algorithm brings
     models = initial_models(config, prepared.problem, n, prepared.streams)
     batched = config.engine.executor == "batched"

@@ -20,8 +20,8 @@ __all__ = [
     "make_quantizer",
 ]
 
-HEADER_BITS = 64
-FLOAT_BITS = 64
+# The lattice header: the seed of the shared dither (an integer, whatever float_bits is).
+SEED_BITS = 64
 _FIELD = "algorithm.quantizer"
 # Above this |x|/epsilon, float64 lattice indices are no longer exact integers.
 _MAX_LATTICE_INDEX = 2.0**50
@@ -65,14 +65,23 @@ def _uniforms(rngs: list[np.random.Generator], d: int) -> np.ndarray:
     return U
 
 
+def _check_float_bits(float_bits: int) -> int:
+    if isinstance(float_bits, bool) or float_bits not in (32, 64):
+        raise ValueError(f"network.float_bits must be 32 or 64, got {float_bits!r}")
+    return int(float_bits)
+
+
 class Quantizer(ABC):
     """Stateless quantizer; the engine counts failures from :attr:`Transmission.failed`.
 
     Subclasses implement :meth:`transmit_many`; :meth:`transmit` is the single-row case
-    (so the two agree bit for bit).
+    (so the two agree bit for bit). ``float_bits`` (``network.float_bits``) is the width
+    of one full-precision number on the wire: an unquantized coordinate or a float field
+    of a header.
     """
 
     name: str = ""
+    float_bits: int = 32
 
     @abstractmethod
     def message_bits(self, d: int) -> int:
@@ -109,12 +118,19 @@ class Quantizer(ABC):
 
 
 class NoQuantizer(Quantizer):
-    """Full precision: 64 bits per coordinate, value is a copy of ``x``; draws nothing."""
+    """Full precision: ``float_bits`` per coordinate, value is a copy of ``x``; draws nothing.
+
+    The value itself stays float64 (the simulator computes in float64 whatever width the
+    wire is charged for).
+    """
 
     name = "none"
 
+    def __init__(self, float_bits: int = 32) -> None:
+        self.float_bits = _check_float_bits(float_bits)
+
     def message_bits(self, d: int) -> int:
-        return FLOAT_BITS * int(d)
+        return self.float_bits * int(d)
 
     def transmit_many(
         self,
@@ -152,21 +168,23 @@ def _check_dither(dither: bool) -> bool:
 class StochasticQuantizer(Quantizer):
     """Unbiased b-bit stochastic quantization with the ∞-norm as scale (QSGD-style).
 
-    Message: a 64-bit scale ``m = ||x||_inf``, then per coordinate 1 sign bit and ``b-1``
-    bits of level ``l in {0..s}``, ``s = 2^(b-1) - 1``. With ``a = |x_i|/m * s``, the level
-    is ``floor(a)`` or ``floor(a)+1`` with probability ``a - floor(a)``, so
+    Message: a scale ``m = ||x||_inf`` of ``float_bits`` bits, then per coordinate 1 sign
+    bit and ``b-1`` bits of level ``l in {0..s}``, ``s = 2^(b-1) - 1``. With
+    ``a = |x_i|/m * s``, the level is ``floor(a)`` or ``floor(a)+1`` with probability
+    ``a - floor(a)``, so
     ``E[value] = x``. Always draws ``d`` uniforms per message. A row with a non-finite
     entry is passed through unquantized (so divergence stays visible).
     """
 
     name = "stochastic"
 
-    def __init__(self, bits: int = 8) -> None:
+    def __init__(self, bits: int = 8, float_bits: int = 32) -> None:
         self.bits = _check_bits(bits, 2)
         self.levels = 2 ** (self.bits - 1) - 1
+        self.float_bits = _check_float_bits(float_bits)
 
     def message_bits(self, d: int) -> int:
-        return HEADER_BITS + int(d) * self.bits
+        return self.float_bits + int(d) * self.bits
 
     def transmit_many(
         self,
@@ -190,14 +208,14 @@ class StochasticQuantizer(Quantizer):
         return V, np.full(k, self.message_bits(d), dtype=np.int64), np.zeros(k, bool)
 
     def __repr__(self) -> str:
-        return f"StochasticQuantizer(bits={self.bits})"
+        return f"StochasticQuantizer(bits={self.bits}, float_bits={self.float_bits})"
 
 
 class LatticeQuantizer(Quantizer):
     """Cubic-lattice reference-point quantization (SwarmSGD), ``q = 2^b`` levels, step ε.
 
     Encoding (dither ``u ~ U[0,1)^d`` from ``rng`` if ``dither`` else ``u = 0``; the dither
-    is shared randomness, e.g. a seed in the 64-bit header)::
+    is shared randomness: a 64-bit seed in the header, an integer whatever ``float_bits``)::
 
         k = round(x/ε + u)          (integer lattice index)
         c = k mod q                 (what is sent: b bits per coordinate)
@@ -217,16 +235,19 @@ class LatticeQuantizer(Quantizer):
     Failure check (the simulator is omniscient): a message fails if ``||x − ref||_inf`` is
     not ``< radius``, or if an entry is non-finite or ``|x|/ε >= 2^50``, or (float round-off
     at the boundary) ``k' != k``. A failed message is followed by a full-precision resend:
-    ``value = x`` exactly and ``bits = d·b + 64 + 64·d``. Dither is drawn either way.
+    ``value = x`` exactly and ``bits = d·b + 64 + float_bits·d``. Dither is drawn either way.
     """
 
     name = "lattice"
 
-    def __init__(self, bits: int = 8, epsilon: float = 1e-3, dither: bool = True) -> None:
+    def __init__(
+        self, bits: int = 8, epsilon: float = 1e-3, dither: bool = True, float_bits: int = 32
+    ) -> None:
         self.bits = _check_bits(bits, 1)
         self.epsilon = _check_epsilon(epsilon)
         self.dither = _check_dither(dither)
         self.q = 2**self.bits
+        self.float_bits = _check_float_bits(float_bits)
 
     @property
     def radius(self) -> float:
@@ -234,7 +255,7 @@ class LatticeQuantizer(Quantizer):
         return (self.q - 1) * self.epsilon / 2.0
 
     def message_bits(self, d: int) -> int:
-        return HEADER_BITS + int(d) * self.bits
+        return SEED_BITS + int(d) * self.bits
 
     def transmit_many(
         self,
@@ -262,11 +283,14 @@ class LatticeQuantizer(Quantizer):
         failed = ~(inside & index_ok & exact & np.all(np.isfinite(REF), axis=1))
         V[failed] = X[failed]
         bits = np.full(k, self.message_bits(d), dtype=np.int64)
-        bits[failed] += FLOAT_BITS * d
+        bits[failed] += self.float_bits * d
         return V, bits, failed
 
     def __repr__(self) -> str:
-        return f"LatticeQuantizer(bits={self.bits}, epsilon={self.epsilon}, dither={self.dither})"
+        return (
+            f"LatticeQuantizer(bits={self.bits}, epsilon={self.epsilon}, dither={self.dither}, "
+            f"float_bits={self.float_bits})"
+        )
 
 
 QUANTIZERS: dict[str, type[Quantizer]] = {
@@ -278,10 +302,15 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
 
 
 def make_quantizer(
-    kind: str, bits: int = 8, epsilon: float = 1e-3, dither: bool = True
+    kind: str,
+    bits: int = 8,
+    epsilon: float = 1e-3,
+    dither: bool = True,
+    float_bits: int = 32,
 ) -> Quantizer:
     """Build a quantizer by name; ``bits`` must be in [1, 32] (>= 2 for ``stochastic``),
-    ``epsilon`` > 0 and ``dither`` a bool. Raises ``ValueError`` naming the field."""
+    ``epsilon`` > 0, ``dither`` a bool and ``float_bits`` (the full-precision width,
+    ``network.float_bits``) 32 or 64. Raises ``ValueError`` naming the field."""
     if kind not in QUANTIZERS:
         raise ValueError(
             f"{_FIELD}.kind: unknown quantizer {kind!r}; valid: {', '.join(QUANTIZERS)}"
@@ -289,8 +318,9 @@ def make_quantizer(
     _check_bits(bits, 1)
     _check_epsilon(epsilon)
     _check_dither(dither)
+    _check_float_bits(float_bits)
     if kind == "none":
-        return NoQuantizer()
+        return NoQuantizer(float_bits)
     if kind == "stochastic":
-        return StochasticQuantizer(bits)
-    return LatticeQuantizer(bits, epsilon, dither)
+        return StochasticQuantizer(bits, float_bits)
+    return LatticeQuantizer(bits, epsilon, dither, float_bits)

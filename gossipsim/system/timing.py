@@ -277,9 +277,19 @@ class ComputeModel:
 
 
 class Network:
-    """Point-to-point message cost: ``latency + bits / bandwidth`` (seconds, bits/second)."""
+    """Point-to-point message cost: ``latency + bits / bandwidth`` (seconds, bits/second).
 
-    def __init__(self, latency: float = 0.0, bandwidth: float = math.inf) -> None:
+    ``float_bits`` (32 or 64) is the width of one full-precision number on the wire; the
+    algorithms size their unquantized payloads (model and gradient vectors, push-sum
+    weights, coded vectors) with it.
+    """
+
+    def __init__(
+        self, latency: float = 0.0, bandwidth: float = math.inf, float_bits: int = 32
+    ) -> None:
+        if isinstance(float_bits, bool) or float_bits not in (32, 64):
+            raise TimingError(f"network.float_bits must be 32 or 64, got {float_bits!r}")
+        self.float_bits = int(float_bits)
         self.latency = _finite("network.latency", latency)
         if self.latency < 0:
             raise TimingError(f"network.latency must be >= 0, got {latency!r}")
@@ -309,4 +319,7 @@ class Network:
         return 2 * (n - 1) / n * float(bits) if n > 1 else 0.0
 
     def __repr__(self) -> str:
-        return f"Network(latency={self.latency}, bandwidth={self.bandwidth})"
+        return (
+            f"Network(latency={self.latency}, bandwidth={self.bandwidth}, "
+            f"float_bits={self.float_bits})"
+        )

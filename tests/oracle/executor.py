@@ -163,7 +163,7 @@ class ScalarExecutor:
         # The numerator travels (quantized if configured) with its weight (one float). The
         # sender keeps the quantization error, so numerator mass is conserved exactly.
         sent = self._send(half, half, i)
-        self.counters.bits += 64
+        self.counters.bits += self.quantizer.float_bits  # the weight, at full precision
         self.numerators[i] = half + (half - sent)
         self.in_flight[message] = (j, sent, weight)
         self._debias(i)
@@ -204,6 +204,10 @@ class ScalarExecutor:
 
     def _buffer_exchange(self, i: int, j: int) -> None:
         assert self.buffer is not None and self.published is not None
+        # Three messages: i's read request (a one-word header, no model), j's reply (its
+        # buffer) and i's write of the average into j's buffer.
+        self.counters.messages += 1
+        self.counters.bits += self.quantizer.float_bits
         x = self.models[i]
         x += self.buffer[i] - self.published[i]
         read = self._send(self.buffer[j].copy(), x, j)

@@ -26,7 +26,8 @@ from gossipsim.experiment.config import SGPConfig
 def start(sim: Simulation) -> None:
     assert isinstance(sim.config.algorithm, SGPConfig)
     sim.executor.enable_push_sum()
-    message_bits = sim.executor.quantizer.message_bits(sim.models.shape[1]) + 64
+    # The pushed numerator and the pushed weight (one full-precision float).
+    message_bits = sim.executor.quantizer.message_bits(sim.models.shape[1]) + sim.network.float_bits
     message_time = sim.network.message_time(message_bits)
     message_ids = itertools.count()
     for node in range(sim.n):

@@ -31,10 +31,15 @@ def start(sim: Simulation) -> None:
     message_time = sim.network.message_time(
         sim.executor.quantizer.message_bits(sim.models.shape[1])
     )
-    process = nonblocking_node if config.nonblocking else blocking_node
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)]
+    if config.nonblocking:
+        # The read request names the buffer and carries no model: a one-word header.
+        request_time = sim.network.message_time(sim.network.float_bits)
+        for node in range(sim.n):
+            sim.env.process(nonblocking_node(sim, config, node, request_time, message_time))
+        return
     for node in range(sim.n):
-        sim.env.process(process(sim, config, node, locks, message_time))
+        sim.env.process(blocking_node(sim, config, node, locks, message_time))
 
 
 def blocking_node(
@@ -92,13 +97,15 @@ def nonblocking_node(
     sim: Simulation,
     config: SwarmSGDConfig,
     i: int,
-    locks: list[simpy.Resource],
+    request_time: float,
     message_time: float,
 ) -> Generator[simpy.Event, object, None]:
-    """A node of non-blocking SwarmSGD: it never waits for its partner.
+    """A node of non-blocking SwarmSGD: it never waits for its partner's computation.
 
-    After its local steps it reads the partner's buffer (one message) and writes the
-    average back (one message); the exchange is applied atomically when the read arrives.
+    After its local steps it asks for the partner's buffer (a request of ``request_time``),
+    waits for the reply (the buffer, ``message_time``), and sends the average back to the
+    partner's buffer (``message_time``) without waiting for that write. The exchange is
+    applied atomically when the reply arrives. Communication time counts all three.
     """
     env = sim.env
     timing = sim.streams.generator("timing", i)
@@ -119,10 +126,14 @@ def nonblocking_node(
         for attempt in range(attempts):
             j = random_neighbour(sim, i, pairing)
             last = attempt == attempts - 1
-            duration = yield from pairwise_exchange(sim, i, j, message_time, last)
+            # Request out, reply back: one round trip the node waits for (under faults,
+            # either message may be lost and a spike stretches the round trip).
+            round_trip = request_time + message_time
+            duration = yield from pairwise_exchange(sim, i, j, round_trip, last)
             if duration is None:
                 continue
             sim.comm_time += duration
+            sim.comm_time += message_time  # the write, sent without waiting
             sim.submit(BufferExchange(i, j))
             sim.count_interaction()
             break

@@ -35,9 +35,10 @@ fewer slots (uncoded and ignore_stragglers use slot 0 only). Two runs that diffe
 ``algorithm.scheme`` therefore see identical per-slot durations, iteration by iteration,
 whenever the compute model has no *transient* stragglers (transient slow periods are
 keyed to simulated time, which advances differently per scheme). Message times come from
-``network``: the model broadcast carries ``64·d`` bits, a coded vector ``64·⌈d/ℓ⌉`` bits
-plus a 64-bit header, a progress report 32 bits, the signal the state vector (``32·n``
-bits). One PS process computes each
+``network``: with ``w = network.float_bits`` (32 or 64), the model broadcast carries
+``w·d`` bits per worker, a coded vector ``w·⌈d/ℓ⌉`` bits plus a 64-bit header (sender and
+iteration), a progress report one ``w``-bit word (the worker's count), the signal the state
+vector (one word per worker, ``w·n`` bits). One PS process computes each
 iteration's event list from these draws (:mod:`.schedule`), applies the PS step at the
 decode time, and a bookkeeping process stamps the counters at the exact event times.
 
@@ -339,16 +340,17 @@ class GradientCoding:
         # Timing.
         d = self.objective.dim
         net = sim.network
-        model_bits = 64 * d
-        vector_bits = coded_bits(d, self.parts)
+        word = net.float_bits
+        model_bits = word * d
+        vector_bits = coded_bits(d, self.parts, word)
         self.net = MessageTimes(
             model=net.message_time(model_bits),
-            report=net.message_time(32),
-            signal=net.message_time(32 * self.n),
+            report=net.message_time(word),
+            signal=net.message_time(word * self.n),
             coded=net.message_time(vector_bits),
             model_bits=model_bits,
-            report_bits=32,
-            signal_bits=32 * self.n,
+            report_bits=word,
+            signal_bits=word * self.n,
             coded_bits=vector_bits,
         )
         self.timing = sim.streams.generators("timing", self.n)

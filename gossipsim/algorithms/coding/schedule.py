@@ -42,13 +42,12 @@ from gossipsim.algorithms.coding.encoding import Decoding, decode_blocks, first_
 BROADCAST, REPORT, SIGNAL, CODED = "broadcast", "report", "signal", "coded"
 
 
-HEADER_BITS = 64  # a coded vector's header (sender, iteration)
-FLOAT_BITS = 64
+HEADER_BITS = 64  # a coded vector's header (sender, iteration): integers, whatever the floats
 
 
-def coded_bits(d: int, parts: int = 1) -> int:
-    """Bits of one coded vector: ``⌈d/ℓ⌉`` floats and a header."""
-    return FLOAT_BITS * (-(-d // parts)) + HEADER_BITS
+def coded_bits(d: int, parts: int = 1, float_bits: int = 32) -> int:
+    """Bits of one coded vector: ``⌈d/ℓ⌉`` floats of ``float_bits`` bits and a header."""
+    return float_bits * (-(-d // parts)) + HEADER_BITS
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,18 @@ class MessageTimes:
     coded_bits: int
 
     @classmethod
-    def zero(cls, n: int = 1, d: int = 1, parts: int = 1) -> MessageTimes:
+    def zero(cls, n: int = 1, d: int = 1, parts: int = 1, float_bits: int = 32) -> MessageTimes:
         """Instant messages (zero latency, infinite bandwidth) with the usual sizes."""
-        return cls(0.0, 0.0, 0.0, 0.0, 64 * d, 32, 32 * n, coded_bits(d, parts))
+        return cls(
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            float_bits * d,
+            float_bits,
+            float_bits * n,
+            coded_bits(d, parts, float_bits),
+        )
 
 
 #: Message kinds as codes in the arrays, in the (alphabetical) order of their names, so

@@ -66,7 +66,8 @@ def node(message_time: float) -> Program:
 
 def program(sim: Simulation) -> Program:
     assert isinstance(sim.config.algorithm, SGPConfig)
-    bits = sim.executor.quantizer.message_bits(sim.models.shape[1]) + 64  # + the weight
+    # One push: the (quantized) half numerator and the half weight, one full-precision float.
+    bits = sim.executor.quantizer.message_bits(sim.models.shape[1]) + sim.network.float_bits
     return node(sim.network.message_time(bits))
 
 

@@ -6,6 +6,13 @@ exchange, so the initiator waits while its partner computes) or non-blocking (th
 initiator reads the partner's communication buffer and writes the average back without
 waiting). Exchanges may be quantized; each message costs latency + bits / bandwidth.
 
+Messages: a blocking exchange is two model messages sent at once (it lasts one message
+time and charges two). A non-blocking one is three: a read request (one
+``network.float_bits`` header word, no model), the reply (the partner's buffer) and the
+write of the average into that buffer; the initiator waits for the request and the reply
+(it needs the values), then sends the write and goes on without waiting for it. All three
+are charged to communication time and to the ``messages``/``bits`` counters.
+
 This is the whole algorithm: one node program each way, which both executors interpret
 (:mod:`gossipsim.engine.program`). Lines marked ``faults`` run only when the config has
 faults: a crashed node waits until it is back, and an exchange that cannot complete costs
@@ -92,9 +99,17 @@ def blocking(config: SwarmSGDConfig, message_time: float) -> Program:
     )
 
 
-def nonblocking(config: SwarmSGDConfig, message_time: float) -> Program:
-    """A node never waits for its partner: after its local steps it reads the partner's
-    buffer and writes the average back; the exchange is applied when the read arrives."""
+def nonblocking(config: SwarmSGDConfig, request_time: float, message_time: float) -> Program:
+    """A node never waits for its partner's computation: after its local steps it sends a
+    read request (``request_time``), waits for the reply (the partner's buffer,
+    ``message_time``), and writes the average back (``message_time``) without waiting for
+    the write to arrive. The whole exchange is applied when the reply arrives.
+
+    With faults, the request and the reply are the two messages of one exchange lasting
+    ``request_time + message_time`` (either may be lost; a latency spike stretches the
+    round trip); the write is charged its nominal time and is not lost on its own — the
+    average is applied atomically at the reply, as without faults."""
+    read = request_time + message_time  # the request, then the reply
     return Program(
         [
             label("top", if_up("work")),
@@ -107,10 +122,11 @@ def nonblocking(config: SwarmSGDConfig, message_time: float) -> Program:
             count_steps(),
             set_attempt(),
             label("attempt", pick_neighbour()),
-            wait(message_time, when=NO_FAULTS),
-            add_comm(message_time, when=NO_FAULTS),
-            exchange(message_time, failed="failed"),
+            wait(read, when=NO_FAULTS),  # request and reply
+            add_comm(read, when=NO_FAULTS),
+            exchange(read, failed="failed"),
             add_comm_exchanged(1),
+            add_comm(message_time),  # the write: charged, not waited for
             log("buffer_exchange"),
             count_interaction(),
             jump("top"),
@@ -128,7 +144,10 @@ def program(sim: Simulation) -> Program:
     message_time = sim.network.message_time(
         sim.executor.quantizer.message_bits(sim.models.shape[1])
     )
-    return (nonblocking if config.nonblocking else blocking)(config, message_time)
+    if config.nonblocking:
+        # A read request carries no model: one header word.
+        return nonblocking(config, sim.network.message_time(sim.network.float_bits), message_time)
+    return blocking(config, message_time)
 
 
 def start(sim: Simulation) -> None:

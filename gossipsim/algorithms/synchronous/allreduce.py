@@ -1,7 +1,8 @@
 """Large-batch synchronous SGD with ring all-reduce: everyone waits for the slowest node.
 
 Each round every node computes one minibatch gradient at the shared model; the gradients
-are averaged by a ring all-reduce costing 2(n−1)·latency + 2(n−1)/n·d·64/bandwidth, and
+are averaged by a ring all-reduce costing 2(n−1)·latency + 2(n−1)/n·d·float_bits/bandwidth
+(``network.float_bits`` per coordinate), and
 every node applies the averaged gradient.
 """
 
@@ -53,13 +54,13 @@ def reachable_groups(sim: Simulation) -> scipy.sparse.csr_matrix:
 class RingAllReduce:
     """Cost of one ring all-reduce of the full-precision model vector over all n nodes."""
 
-    time: float  # 2(n−1)·latency + 2(n−1)/n·d·64/bandwidth
+    time: float  # 2(n−1)·latency + 2(n−1)/n·d·float_bits/bandwidth
     bits: int  # sent by all nodes together
     messages: int  # 2(n−1) per node
 
     @classmethod
     def of(cls, sim: Simulation) -> RingAllReduce:
-        vector_bits = 64 * sim.models.shape[1]
+        vector_bits = sim.network.float_bits * sim.models.shape[1]
         return cls(
             time=sim.network.allreduce_time(sim.n, vector_bits),
             bits=round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits)),
