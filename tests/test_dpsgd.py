@@ -114,3 +114,32 @@ def test_atc_matches_the_code_before_variants():
 def test_variant_is_checked():
     with pytest.raises(Exception, match="variant"):
         make_config(algorithm={"kind": "dpsgd", "variant": "diffusion"})
+
+
+def test_lian_down_nodes_neither_compute_nor_mix():
+    """Under crashes, a lian round's gradients and averages leave the down nodes alone."""
+    from gossipsim.engine.executor import MixGradient
+
+    seen: list[tuple[tuple[int, ...], np.ndarray, np.ndarray]] = []
+
+    class Watching(SequentialExecutor):
+        def submit(self, op) -> None:
+            if isinstance(op, MixGradient):
+                seen.append((op.nodes, op.weights.toarray(), sim.faults.node_up.copy()))
+            super().submit(op)
+
+    faults = {
+        "sync": "timeout",
+        "timeout": 0.5,
+        "crash_recover": {"rate": 0.05, "downtime": {"kind": "exponential", "mean": 5.0}},
+    }
+    config = make_config(algorithm={"kind": "dpsgd", "lr": 0.05}, faults=faults)
+    sim = build_simulation(prepare(config), executor_class=Watching, lean=False)
+    sim.run(get_algorithm("dpsgd"))
+    partial = 0
+    for nodes, weights, up in seen:
+        down = np.flatnonzero(~up)
+        assert not set(nodes) & set(down.tolist())
+        np.testing.assert_array_equal(weights[down], np.eye(sim.n)[down])
+        partial += len(nodes) < sim.n
+    assert partial > 0 and sum(len(nodes) for nodes, _, _ in seen) == sim.local_steps
