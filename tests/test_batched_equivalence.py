@@ -165,7 +165,9 @@ def test_uneven_shards_and_batches():
     assert_same_run(*runs)
 
 
-@pytest.mark.parametrize("algorithm", ["swarmsgd", "swarmsgd-nonblocking", "sgp", "dpsgd"])
+@pytest.mark.parametrize(
+    "algorithm", ["swarmsgd", "swarmsgd-nonblocking", "sgp", "dpsgd", "dpsgd-atc"]
+)
 def test_batched_equals_sequential_under_faults(algorithm):
     """With faults: node programs run compiled, synchronous rounds under SimPy."""
     faults = {

@@ -43,8 +43,10 @@ def _check_same(config):
     return lean
 
 
-@pytest.mark.parametrize("kind", ["dpsgd", "adpsgd", "sgp", "allreduce", "local_sgd"])
+@pytest.mark.parametrize("kind", ["dpsgd", "dpsgd-atc", "adpsgd", "sgp", "allreduce", "local_sgd"])
 @pytest.mark.parametrize("timing", ["exponential", "constant-ties", "shifted-interactions"])
 def test_generator_processes_on_lean_loop_replay_simpy(kind, timing):
-    overrides = {"algorithm": {"kind": kind, "lr": 0.05}, **TIMING[timing]}
+    kind, _, variant = kind.partition("-")
+    algorithm = {"kind": kind, "lr": 0.05, **REGISTRY[kind].variants.get(variant, {})}
+    overrides = {"algorithm": algorithm, **TIMING[timing]}
     _check_same(make_config(**overrides))

@@ -9,13 +9,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gossipsim.algorithms import ALGORITHMS
+from gossipsim.algorithms import ALGORITHMS, REGISTRY
 from gossipsim.experiment.runner import prepare, simulate
 from tests.conftest import make_config
 
 GOSSIP = sorted(k for k in ALGORITHMS if k != "gradient_coding")
-VARIANTS = [(kind, {}) for kind in GOSSIP] + [("swarmsgd", {"nonblocking": True})]
-IDS = [kind + ("-nonblocking" if extra else "") for kind, extra in VARIANTS]
+# Every algorithm with each variant the registry declares for it.
+NAMED = [
+    (kind, name, extra)
+    for kind in GOSSIP
+    for name, extra in [("default", {}), *sorted(REGISTRY[kind].variants.items())]
+]
+VARIANTS = [(kind, extra) for kind, _, extra in NAMED]
+IDS = [kind if name == "default" else f"{kind}-{name}" for kind, name, _ in NAMED]
 
 
 def config_for(kind: str, extra: dict, **overrides):

@@ -112,7 +112,7 @@ COSTS: dict[str, dict[str, Callable[[Run], Expected]]] = {
     },
     "adpsgd": {"default": _adpsgd},
     "sgp": {"default": _sgp},
-    "dpsgd": {"default": _dpsgd},
+    "dpsgd": {"default": _dpsgd, "atc": _dpsgd},
     "allreduce": {"default": _ring},
     "local_sgd": {"default": _ring, "local-steps": _ring},
     "gradient_coding": {"default": _gradient_coding},

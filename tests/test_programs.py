@@ -19,7 +19,7 @@ from gossipsim.algorithms import REGISTRY
 from gossipsim.engine import compiled
 from gossipsim.engine.batched import SequentialExecutor
 from gossipsim.engine.compiled import EVENTS, ProgramKernel
-from gossipsim.engine.executor import Mix
+from gossipsim.engine.executor import Mix, MixGradient
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.runner import build_simulation, prepare
 from tests.conftest import make_config
@@ -43,7 +43,11 @@ class RecordingExecutor(SequentialExecutor):
 
     def submit(self, op) -> None:
         assert self.sim is not None
-        key = ("Mix", op.weights.toarray().tobytes()) if isinstance(op, Mix) else op
+        key: object = op
+        if isinstance(op, Mix):
+            key = ("Mix", op.weights.toarray().tobytes())
+        elif isinstance(op, MixGradient):
+            key = ("MixGradient", op.weights.toarray().tobytes(), op.nodes)
         self.log.append((self.sim.env.now, key))
         super().submit(op)
 

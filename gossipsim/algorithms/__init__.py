@@ -98,7 +98,9 @@ REGISTRY: dict[str, Algorithm] = {
             },
             variant_conserves={"nonblocking": MEAN_WITH_BUFFERS},
         ),
-        Algorithm("dpsgd", C.DPSGDConfig, dpsgd.start, "gossip"),
+        Algorithm(
+            "dpsgd", C.DPSGDConfig, dpsgd.start, "gossip", variants={"atc": {"variant": "atc"}}
+        ),
         Algorithm("adpsgd", C.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
         Algorithm("sgp", C.SGPConfig, sgp.start, "gossip", program=sgp.program, conserves=PUSH_SUM),
         Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous"),

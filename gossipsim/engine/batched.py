@@ -28,6 +28,7 @@ from gossipsim.engine.executor import (
     LazyGenerators,
     LocalSteps,
     Mix,
+    MixGradient,
     Operation,
     PairAverage,
     PushReceive,
@@ -306,7 +307,7 @@ class BatchedExecutor:
                 dest = self.in_flight[op.message][0]
             after = self._message_level.pop(op.message, 0)
             self._log_single(PUSH_RECEIVE, dest, op.message, after)
-        elif kind in (Mix, AllReduceStep, GlobalAverage):
+        elif kind in (Mix, MixGradient, AllReduceStep, GlobalAverage):
             level = max(self._last) + 1
             self._barriers[len(self._kind)] = op
             self._kind.append(BARRIER)
@@ -523,6 +524,8 @@ class BatchedExecutor:
     def _barrier(self, op: Operation) -> None:
         if isinstance(op, Mix):
             self._wave_mix(op.weights)
+        elif isinstance(op, MixGradient):
+            self._wave_mix_gradient(op.weights, np.array(op.nodes, dtype=np.int64))
         elif isinstance(op, AllReduceStep):
             gradients = self._gradients(np.arange(self.n), self.models)
             self.models[:] = self.models.mean(axis=0) - self.lr * gradients.mean(axis=0)
@@ -554,6 +557,14 @@ class BatchedExecutor:
             positions = indptr[have] + p
             new[have] += data[positions][:, None] * received[positions]
         self.models[:] = new
+
+    def _wave_mix_gradient(self, weights, nodes: np.ndarray) -> None:
+        # The gradients are taken at the models before mixing (each node's minibatch from
+        # its own sampling stream), then applied to the mixed models.
+        gradients = self._gradients(nodes, self.models[nodes]) if len(nodes) else None
+        self._wave_mix(weights)
+        if gradients is not None:
+            self.models[nodes] -= self.lr * gradients
 
     # -- reading state ---------------------------------------------------------------------
 

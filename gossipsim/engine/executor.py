@@ -69,6 +69,20 @@ class Mix:
 
 
 @dataclass(frozen=True, slots=True)
+class MixGradient:
+    """D-PSGD round as Lian et al. write it: X ← W·X − γ·G(X), gradients at the old models.
+
+    Each of ``nodes`` draws a minibatch from its own shard and takes a gradient at its model
+    as it was before the round; every model is then replaced by its ``weights`` row
+    average of the (quantized) neighbourhood models, and each of ``nodes`` subtracts
+    ``lr`` times its gradient from the average. Nodes not in ``nodes`` only average.
+    """
+
+    weights: object  # scipy.sparse.csr_matrix, doubly stochastic
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PushSend:
     """Push-sum: ``i`` keeps half its numerator and weight and sends the other half to ``j``.
 
@@ -111,6 +125,7 @@ Operation = (
     | GradientSnapshot
     | ApplyGradient
     | Mix
+    | MixGradient
     | PushSend
     | PushReceive
     | PushSumStep

@@ -519,10 +519,17 @@ class SwarmSGDConfig(Section):
 
 
 class DPSGDConfig(Section):
-    """D-PSGD: synchronous rounds; a local step, then Metropolis averaging with all neighbours."""
+    """D-PSGD: synchronous rounds of Metropolis averaging with all neighbours and a local step.
+
+    ``variant: lian`` (Lian et al., 2017): x_i ← Σ_j W_ij x_j − lr·g_i(x_i), the gradient
+    taken at the node's model from before the round while the models are exchanged; a node's
+    part of the round lasts max(compute, its own sends). ``variant: atc`` (adapt, then
+    combine): x_i ← Σ_j W_ij (x_j − lr·g_j(x_j)); the exchange starts after the slowest step.
+    """
 
     kind: Literal["dpsgd"]
     lr: NonNegFloat = 0.05
+    variant: Literal["lian", "atc"] = "lian"
     quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
 
 

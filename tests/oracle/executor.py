@@ -19,6 +19,7 @@ from gossipsim.engine.executor import (
     LazyGenerators,
     LocalSteps,
     Mix,
+    MixGradient,
     Operation,
     PairAverage,
     PushReceive,
@@ -66,6 +67,7 @@ class ScalarExecutor:
             GradientSnapshot: lambda op: self._gradient_snapshot(op.node),
             ApplyGradient: lambda op: self._apply_gradient(op.node),
             Mix: lambda op: self._mix(op.weights),
+            MixGradient: lambda op: self._mix_gradient(op.weights, op.nodes),
             PushSend: lambda op: self._push_send(op.i, op.j, op.message),
             PushReceive: lambda op: self._push_receive(op.message),
             PushSumStep: lambda op: self._push_sum_step(op.node),
@@ -147,6 +149,12 @@ class ScalarExecutor:
                 received = old[i] if j == i else self._send(old[j], old[i], j)
                 new[i] += data[position] * received
         self.models[:] = new
+
+    def _mix_gradient(self, weights, nodes: tuple[int, ...]) -> None:
+        gradients = {i: self._minibatch_gradient(i, self.models[i].copy()) for i in nodes}
+        self._mix(weights)
+        for i, gradient in gradients.items():
+            self.models[i] -= self.lr * gradient
 
     def _push_sum_step(self, node: int) -> None:
         assert self.numerators is not None

@@ -1,19 +1,30 @@
-"""D-PSGD (Lian et al., 2017): synchronous rounds of a local step and neighbourhood averaging.
+"""D-PSGD: synchronous rounds of neighbourhood (Metropolis–Hastings) averaging and SGD.
 
-Each round every node takes one SGD step on its own data, then sends its model to all
-its neighbours and replaces it by the Metropolis–Hastings weighted average of its
-neighbourhood. A round ends when the slowest node has computed and the slowest exchange
-has finished: a node sends its model to each of its deg(i) neighbours over its own link.
+Two update rules, chosen by ``algorithm.variant``, with W the Metropolis–Hastings mixing
+matrix of the graph (of its usable part, under faults) and g_i a minibatch gradient of node
+i's own shard:
+
+- ``lian`` (the default; Lian et al., 2017): X ← W·X − γ·G(X). Each node computes its
+  gradient at its current model while it sends that model to its deg(i) neighbours; the
+  gradient is applied to the averaged model. Computing and sending overlap, so node i is
+  busy for max(compute_i, latency + deg(i)·bits/bandwidth) and the round ends when the
+  slowest node is done.
+- ``atc`` (adapt, then combine; the diffusion form): X ← W·(X − γ·G(X)). Every node first
+  takes its SGD step, then the exchange starts: the round lasts the slowest compute time
+  plus the slowest exchange (the node with the most neighbours sends one message to each).
+
+A node that is down takes no step and keeps its model (it has no usable link).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 
+import numpy as np
 import simpy
 
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock
-from gossipsim.engine.executor import LocalSteps, Mix
+from gossipsim.engine.executor import LocalSteps, Mix, MixGradient
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.config import DPSGDConfig
 from gossipsim.system.topology import metropolis_weights
@@ -25,24 +36,39 @@ def start(sim: Simulation) -> None:
 
 
 def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
+    algorithm = sim.config.algorithm
+    assert isinstance(algorithm, DPSGDConfig)
+    lian = algorithm.variant == "lian"
     weights = metropolis_weights(sim.graph)
     clock = SynchronousClock(sim)
     bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
+    degrees = np.array([len(nbrs) for nbrs in sim.neighbours], dtype=np.float64)
+    # Node i's own sends: one message to each of its deg(i) neighbours over its link.
+    sends = sim.network.latency + degrees * bits / sim.network.bandwidth
+    # atc: the exchange after the steps lasts as long as the slowest node's sends.
     max_degree = max(len(nbrs) for nbrs in sim.neighbours)
-    # The slowest exchange: the node with the most neighbours sends them one message each.
-    exchange = sim.network.latency + max_degree * bits / sim.network.bandwidth
+    exchange = 0.0 if lian else sim.network.latency + max_degree * bits / sim.network.bandwidth
+    overlap = sends if lian else None
     directed_messages = 2 * sim.graph.number_of_edges()
     while True:
         nodes = yield from clock.members()
-        nodes = yield from clock.round(exchange, nodes=nodes, messages=directed_messages)
-        for node in nodes:
-            sim.submit(LocalSteps(int(node), 1))
-            sim.count_local_steps(int(node), 1)
+        nodes = yield from clock.round(
+            exchange, nodes=nodes, messages=directed_messages, overlap=overlap
+        )
         if sim.faults is None:
-            sim.submit(Mix(weights))
+            mixing = weights
         else:
             # Average over the links usable now: down nodes and cut links drop out.
-            sim.submit(Mix(metropolis_weights(sim.faults.usable_graph(sim.graph))))
+            mixing = metropolis_weights(sim.faults.usable_graph(sim.graph))
+        if lian:
+            sim.submit(MixGradient(mixing, tuple(int(node) for node in nodes)))
+            for node in nodes:
+                sim.count_local_steps(int(node), 1)
+        else:
+            for node in nodes:
+                sim.submit(LocalSteps(int(node), 1))
+                sim.count_local_steps(int(node), 1)
+            sim.submit(Mix(mixing))
         for _ in nodes:
             sim.count_interaction()
         sim.count_iteration()

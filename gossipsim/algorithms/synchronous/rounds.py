@@ -120,8 +120,13 @@ class SynchronousClock:
         steps: list[int] | None = None,
         nodes: np.ndarray | None = None,
         messages: int = 0,
+        overlap: np.ndarray | None = None,
     ) -> Generator[simpy.Event, object, np.ndarray]:
         """Wait out one round: node i computes ``steps[i]`` steps (default 1), then all talk.
+
+        ``overlap`` (one time per node of the run) is communication node i does *while* it
+        computes: its busy part of the round is then max(compute_i, overlap[i]), and the
+        round waits for the slowest node before the ``communication`` phase (if any).
 
         Returns the nodes whose work counts: those of ``nodes`` still up at the end.
         """
@@ -129,6 +134,9 @@ class SynchronousClock:
         now = sim.env.now
         nodes = self.everyone if nodes is None else nodes
         durations = self.durations(nodes, steps, now)
+        if overlap is not None:
+            sim.comm_time += float(overlap[nodes].sum())
+            durations = np.maximum(durations, overlap[nodes])
         slowest = float(durations.max()) if len(durations) else 0.0
         extra = 0.0
         faults = self.faults
