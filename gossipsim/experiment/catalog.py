@@ -236,7 +236,7 @@ def _model_rows(model: type[BaseModel]) -> list[str]:
             shown = _text(default).replace("|", "\\|")
         parts = [_constraint(m) for m in _metadata(field)]
         constraints = ", ".join(dict.fromkeys(q for p in parts for q in p.split(", ") if q))
-        choices = [a for a in typing.get_args(field.annotation) if isinstance(a, str)]
+        choices = [str(a) for a in typing.get_args(field.annotation) if isinstance(a, str | int)]
         if key != "kind" and typing.get_origin(field.annotation) is typing.Literal:
             constraints = "one of " + " \\| ".join(choices)
         rows.append(f"| `{key}` | {shown} | {constraints} |")
