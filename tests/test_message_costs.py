@@ -111,7 +111,7 @@ COSTS: dict[str, dict[str, Callable[[Run], Expected]]] = {
         "local-steps": _blocking_swarm,
     },
     "adpsgd": {"default": _adpsgd},
-    "sgp": {"default": _sgp},
+    "sgp": {"default": _sgp, "topology-peers": _sgp, "overlap-1": _sgp, "unbounded": _sgp},
     "dpsgd": {"default": _dpsgd, "atc": _dpsgd},
     "allreduce": {"default": _ring},
     "local_sgd": {"default": _ring, "local-steps": _ring},

@@ -102,7 +102,19 @@ REGISTRY: dict[str, Algorithm] = {
             "dpsgd", C.DPSGDConfig, dpsgd.start, "gossip", variants={"atc": {"variant": "atc"}}
         ),
         Algorithm("adpsgd", C.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
-        Algorithm("sgp", C.SGPConfig, sgp.start, "gossip", program=sgp.program, conserves=PUSH_SUM),
+        Algorithm(
+            "sgp",
+            C.SGPConfig,
+            sgp.start,
+            "gossip",
+            program=sgp.program,
+            variants={
+                "topology-peers": {"peers": "topology"},
+                "overlap-1": {"overlap": 1},
+                "unbounded": {"overlap": "unbounded"},
+            },
+            conserves=PUSH_SUM,
+        ),
         Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous"),
         Algorithm(
             "local_sgd",

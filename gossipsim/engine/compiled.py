@@ -49,6 +49,7 @@ from gossipsim.engine.program import (
     ADD_COMM,
     ADD_COMM_X,
     ADD_IDLE_SINCE_MARK,
+    AWAIT_MESSAGES,
     COMPUTE,
     COUNT_INTERACTION,
     COUNT_STEPS,
@@ -64,6 +65,7 @@ from gossipsim.engine.program import (
     NEXT_ITERATION,
     PICK_EXPONENTIAL_PEER,
     PICK_NEIGHBOUR,
+    PICK_NEXT_NEIGHBOUR,
     RELEASE,
     SELF,
     SEND,
@@ -112,8 +114,11 @@ R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY, R_CALL = range
     N_NODES,
     CALL_NODE,
     CALL_PC,
+    AWAITS,
+    AWAIT_TIMEOUTS,
+    AHEAD_FULL,
     N_INTS,
-) = range(31)
+) = range(34)
 # Slots of the float state vector.
 NOW, IDLE, COMM, EPOCHS_LIMIT, N_FLOATS = range(5)
 # Random values served in blocks, and durations computed by Python.
@@ -127,6 +132,7 @@ HEAP_ROOM = 2  # ... in the heap
 URGENT_ROOM = 2  # ... in the urgent queue
 LOG_ROOM = 8  # log entries beyond the capacity: operations of one instant go in together
 SPARE = 64  # queue entries beyond the nodes' own when a run starts (queues grow as needed)
+AHEAD = 8  # steps beyond a node's wait threshold whose early arrivals it counts (grows)
 
 
 # -- queues ------------------------------------------------------------------------------------
@@ -403,7 +409,9 @@ def run_kernel(
     factor, batch,
     tbuf, tcur, tend, pbuf, pcur, pend, gbuf, gcur, gend, scratch, preset,
     lcode, la, lb, lc, llevel, last,
-    mdest, mdelay, mlevel, mid, mfree,
+    mdest, mdelay, mlevel, mid, mfree, mstep,
+    nptr, nidx, sptr, soff, sper,
+    threshold, got, need, given_up, waiting, wresume, ahead,
 ):  # fmt: skip
     """Process events until Python has to act; returns the reason (``R_*``)."""
     fixed = I[FIXED_STEPS]
@@ -413,6 +421,9 @@ def run_kernel(
     n_train = I[N_TRAIN]
     n_nodes = I[N_NODES]
     cycle = I[EXPONENT_CYCLE]
+    awaits = I[AWAITS] != 0
+    await_timeouts = I[AWAIT_TIMEOUTS] != 0
+    width = ahead.shape[1]
     log_cap = I[LOG_CAP]
     log_size = lcode.shape[0]
     soon_cap = sk.shape[0]
@@ -516,6 +527,18 @@ def run_kernel(
                         stop_triggered, stop_reason, slen = _request_stop(
                             stop_triggered, stop_reason, BY_INTERACTIONS, sk, sn, shead, slen
                         )
+                    if awaits:
+                        # Counted for the receiver's wait (Inbox.arrive of the interpreter).
+                        step = mstep[i]
+                        if step > given_up[dest]:
+                            if step > threshold[dest]:
+                                ahead[dest, step % width] += 1
+                            else:
+                                got[dest] += 1
+                                if waiting[dest] != 0 and got[dest] >= need[dest]:
+                                    waiting[dest] = 0
+                                    _put(sk, sn, shead, slen, wresume[dest], dest)
+                                    slen += 1
                 continue
             pc = kind
         # Node i runs its program from pc until an instruction that waits.
@@ -546,6 +569,8 @@ def run_kernel(
                 pcur[i] += 1
             elif code == PICK_EXPONENTIAL_PEER:
                 J[i] = (i + (1 << (K[i] % cycle))) % n_nodes
+            elif code == PICK_NEXT_NEIGHBOUR:
+                J[i] = nidx[nptr[i] + K[i] % degree[i]]
             elif code == NEXT_ITERATION:
                 K[i] += 1
             elif code == MARK:
@@ -621,9 +646,15 @@ def run_kernel(
                     suspend = -2
                     reason = R_LOGFULL
                     break
+                j = J[i]
+                if awaits and K[i] - threshold[j] > width:
+                    # The receiver could not count this message early: more room first.
+                    I[AHEAD_FULL] = 1
+                    suspend = -2
+                    reason = R_GROW
+                    break
                 free_len -= 1
                 slot = mfree[free_len]
-                j = J[i]
                 level = last[i] + 1
                 last[i] = level
                 _log(lcode, la, lb, lc, llevel, m, PUSH_SEND, i, next_message, j, level)
@@ -632,6 +663,7 @@ def run_kernel(
                 mdelay[slot] = consts[arg[pc]] if code == SEND else X[i]
                 mlevel[slot] = level
                 mid[slot] = next_message
+                mstep[slot] = K[i]
                 next_message += 1
                 _put(uk, un, uhead, ulen, DELIVER_START, slot)
                 ulen += 1
@@ -686,6 +718,29 @@ def run_kernel(
                     now + delay, now, pc + 1, i, sk, sn, shead, slen, ht, hs, hk, hn, size, seq
                 )
                 break
+            elif code == AWAIT_MESSAGES:
+                # Inbox.ready of the interpreter: move the threshold, count what is in.
+                step = K[i] - 1 - arg[pc]
+                if step > threshold[i]:
+                    for s in range(threshold[i] + 1, step + 1):
+                        got[i] += ahead[i, s % width]
+                        ahead[i, s % width] = 0
+                    threshold[i] = step
+                    owed = 0
+                    for e in range(sptr[i], sptr[i + 1]):
+                        if step >= soff[e]:
+                            owed += (step - soff[e]) // sper[e] + 1
+                    need[i] = owed
+                if got[i] < need[i]:
+                    # Wait for the deliveries; with faults, Python starts the timeout.
+                    waiting[i] = 1
+                    wresume[i] = pc + 1
+                    if await_timeouts:
+                        I[CALL_NODE] = i
+                        I[CALL_PC] = pc
+                        suspend = -3
+                        reason = R_CALL
+                    break
             else:
                 # WAIT_UP, EXCHANGE, MESSAGE: the fault model (Python) decides.
                 I[CALL_NODE] = i
@@ -844,6 +899,26 @@ class ProgramKernel:
         self.last = np.zeros(n, dtype=np.int64)
         # Messages in flight (push-sum): slots handed out from a free list.
         self.messages = self._message_slots(n + SPARE)
+        # A fixed peer schedule: the neighbour tables, and each receiver's in-edges as
+        # (offset, period) for AWAIT_MESSAGES (both as flat arrays with row pointers).
+        self.neighbour_rows = _rows([t.tolist() for t in sim.neighbours])
+        awaits = P.AWAIT_MESSAGES in uses
+        I[AWAITS] = int(awaits)
+        I[AWAIT_TIMEOUTS] = int(awaits and faults is not None)
+        edges = P.in_schedule(resolved, sim.neighbours) if awaits else [[] for _ in range(n)]
+        self.schedule_rows = _rows([[e[0] for e in row] for row in edges])
+        self.schedule_rows.append(_rows([[e[1] for e in row] for row in edges])[1])
+        # What each node has received of what it is owed (the interpreter's Inbox).
+        self.inbox = [
+            np.full(n, -1, dtype=np.int64),  # threshold
+            np.zeros(n, dtype=np.int64),  # got
+            np.zeros(n, dtype=np.int64),  # need
+            np.full(n, -1, dtype=np.int64),  # given up up to
+            np.zeros(n, dtype=np.int64),  # waiting
+            np.zeros(n, dtype=np.int64),  # instruction to resume at
+            np.zeros((n, AHEAD if awaits else 1), dtype=np.int64),  # early arrivals by step
+        ]
+        self.wait_serial = [0] * n
 
         # Python events (recorder, timer, ...) by id, while they are queued in the kernel.
         self.python: dict[int, tuple[Callable[[Any], None], Any]] = {}
@@ -864,6 +939,7 @@ class ProgramKernel:
             np.zeros(count, dtype=np.int64),  # wave level of the send
             np.zeros(count, dtype=np.int64),  # message id
             np.arange(count, dtype=np.int64)[::-1].copy(),  # free slots (a stack)
+            np.zeros(count, dtype=np.int64),  # the sender's step
         ]
         self.I[FREE_LEN] = count
         return slots
@@ -920,11 +996,22 @@ class ProgramKernel:
             old = self.messages
             count = old[0].shape[0]
             new = self._message_slots(2 * count)
-            for a, b in zip(new[:4], old[:4], strict=True):
-                a[:count] = b
+            for k in (0, 1, 2, 3, 5):
+                new[k][:count] = old[k]
             new[4][:count] = np.arange(2 * count - 1, count - 1, -1)
             self.I[FREE_LEN] = count
             self.messages = new
+        if I[AHEAD_FULL]:
+            # Twice the steps beyond each threshold; an arrival at step s moves from slot
+            # s mod (old width) to s mod (new width).
+            I[AHEAD_FULL] = 0
+            old_ahead = self.inbox[6]
+            width = old_ahead.shape[1]
+            wider = np.zeros((self.n, 2 * width), dtype=np.int64)
+            for node, start in enumerate(self.inbox[0].tolist()):
+                steps = np.arange(start + 1, start + 1 + width)
+                wider[node, steps % (2 * width)] = old_ahead[node, steps % width]
+            self.inbox[6] = wider
 
     def drain(self) -> None:
         """Hand the logged operations to the executor (batched: all at once)."""
@@ -995,6 +1082,11 @@ class ProgramKernel:
         assert faults is not None
         resolved = self.resolved
         code = int(resolved.op[pc])
+        if code == P.AWAIT_MESSAGES:
+            # The kernel left the node waiting; it gives up after the fault timeout.
+            self.wait_serial[i] += 1
+            self.schedule(faults.timeout, self._give_up, (i, self.wait_serial[i]))
+            return
         j = int(self.registers[1][i])
         X = self.times[2]
         seconds = float(resolved.constants[resolved.arg[pc]])
@@ -1034,6 +1126,20 @@ class ProgramKernel:
         else:
             raise ValueError(f"compiled loop: unknown instruction {code} at {pc}")
 
+    def _give_up(self, argument: tuple[int, int]) -> None:
+        """The timeout of a wait for messages (the interpreter's ``Inbox._give_up``)."""
+        i, serial = argument
+        threshold, got, need, given_up, waiting, resume, _ = self.inbox
+        if not waiting[i] or serial != self.wait_serial[i]:
+            return  # the messages came in time
+        faults = self.sim.faults
+        assert faults is not None
+        faults.note_failed_attempt(last=True)
+        got[i] = need[i]
+        given_up[i] = threshold[i]
+        waiting[i] = 0
+        self.resume_node(int(resume[i]), i)
+
     def _sync(self) -> None:
         """Copy the kernel's clock and counters to the environment and the simulation."""
         I, F, sim = self.I, self.F, self.sim
@@ -1071,7 +1177,7 @@ class ProgramKernel:
                     self.buffers[PAIRING], self.cursor[PAIRING], self.end[PAIRING],
                     self.buffers[STEPS], self.cursor[STEPS], self.end[STEPS],
                     self.scratch, self.preset, *self.log, self.last,
-                    *self.messages,
+                    *self.messages, *self.neighbour_rows, *self.schedule_rows, *self.inbox,
                 )  # fmt: skip
             finally:
                 self._sync()  # also when interrupted: the clock and counters stay true
@@ -1092,6 +1198,14 @@ class ProgramKernel:
                 raise RuntimeError(
                     f'No scheduled events left but "until" event was not triggered: {until}'
                 )
+
+
+def _rows(rows: list[list[int]]) -> list[np.ndarray]:
+    """Row pointers and the values of ``rows``, flattened (CSR without columns)."""
+    pointers = np.zeros(len(rows) + 1, dtype=np.int64)
+    pointers[1:] = np.cumsum([len(row) for row in rows])
+    values = np.array([v for row in rows for v in row] + [0], dtype=np.int64)
+    return [pointers, values]
 
 
 def _wider(values: np.ndarray, count: int, capacity: int) -> np.ndarray:

@@ -43,8 +43,77 @@ def start_program(sim: Simulation, program: P.Program) -> None:
     assert isinstance(sim.env, simpy.Environment)
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)] if program.locks else []
     messages = itertools.count()
+    inbox = Inbox(sim, resolved) if P.AWAIT_MESSAGES in resolved.op.tolist() else None
     for node in range(sim.n):
-        sim.env.process(node_process(sim, program, resolved, node, locks, messages))
+        sim.env.process(node_process(sim, program, resolved, node, locks, messages, inbox))
+
+
+class Inbox:
+    """What each node has received of the messages it is owed (``AWAIT_MESSAGES``).
+
+    Node i waits with a threshold step t: it needs every message sent to it at a step ≤ t.
+    ``got[i]`` counts those that arrived (or were given up on), ``need[i]`` how many the
+    schedule sends, ``ahead[i]`` the arrivals from steps beyond t by step, and
+    ``given_up[i]`` the threshold of its last timed-out wait (messages up to it that come
+    later are added in but no longer counted).
+    """
+
+    def __init__(self, sim: Simulation, resolved: P.Resolved) -> None:
+        n = sim.n
+        self.sim = sim
+        self.edges = P.in_schedule(resolved, sim.neighbours)
+        self.threshold = [-1] * n
+        self.got = [0] * n
+        self.need = [0] * n
+        self.given_up = [-1] * n
+        self.ahead: list[dict[int, int]] = [{} for _ in range(n)]
+        self.waiting: list[simpy.Event | None] = [None] * n
+
+    def ready(self, i: int, step: int) -> bool:
+        """Whether node ``i`` has every message sent to it at a step ≤ ``step``."""
+        if step > self.threshold[i]:
+            ahead = self.ahead[i]
+            for s in range(self.threshold[i] + 1, step + 1):
+                self.got[i] += ahead.pop(s, 0)
+            self.threshold[i] = step
+            self.need[i] = P.expected_messages(self.edges[i], step)
+        return self.got[i] >= self.need[i]
+
+    def wait(self, i: int) -> simpy.Event:
+        """The event node ``i`` waits on; with faults it gives up after the timeout."""
+        env = self.sim.env
+        assert isinstance(env, simpy.Environment)
+        wake = env.event()
+        self.waiting[i] = wake
+        faults = self.sim.faults
+        if faults is not None:
+            timer = env.timeout(faults.timeout)
+            timer.callbacks.append(lambda _: self._give_up(i, wake))
+        return wake
+
+    def _give_up(self, i: int, wake: simpy.Event) -> None:
+        if self.waiting[i] is not wake:
+            return  # the messages came in time
+        faults = self.sim.faults
+        assert faults is not None
+        faults.note_failed_attempt(last=True)
+        self.got[i] = self.need[i]
+        self.given_up[i] = self.threshold[i]
+        self.waiting[i] = None
+        wake.succeed()
+
+    def arrive(self, i: int, step: int) -> None:
+        """A message sent at ``step`` reached node ``i`` (and was added in)."""
+        if step <= self.given_up[i]:
+            return
+        if step > self.threshold[i]:
+            self.ahead[i][step] = self.ahead[i].get(step, 0) + 1
+            return
+        self.got[i] += 1
+        wake = self.waiting[i]
+        if wake is not None and self.got[i] >= self.need[i]:
+            self.waiting[i] = None
+            wake.succeed()
 
 
 def node_process(
@@ -54,6 +123,7 @@ def node_process(
     i: int,
     locks: list[simpy.Resource],
     messages: itertools.count,
+    inbox: Inbox | None = None,
 ) -> Generator[Any, object, None]:
     """Node ``i`` running its program under SimPy, one instruction at a time."""
     env = sim.env
@@ -83,6 +153,8 @@ def node_process(
             J = int(neighbours[pairing.integers(len(neighbours))])
         elif code == P.PICK_EXPONENTIAL_PEER:
             J = exponential_peer(i, K, sim.n)
+        elif code == P.PICK_NEXT_NEIGHBOUR:
+            J = int(neighbours[K % len(neighbours)])
         elif code == P.NEXT_ITERATION:
             K += 1
         elif code == P.MARK:
@@ -109,7 +181,7 @@ def node_process(
             message = next(messages)
             sim.submit(PushSend(i, J, message))
             delay = constants[arg[pc]] if code == P.SEND else X
-            env.process(_deliver(sim, message, delay))
+            env.process(_deliver(sim, message, delay, inbox, J, K))
         elif code == P.JUMP:
             pc = target[pc]
             continue
@@ -124,6 +196,10 @@ def node_process(
             yield env.timeout(constants[arg[pc]])
         elif code == P.WAIT_REST:
             yield env.timeout(max(0.0, D - (env.now - T)))
+        elif code == P.AWAIT_MESSAGES:
+            assert inbox is not None
+            if not inbox.ready(i, K - 1 - arg[pc]):
+                yield inbox.wait(i)
         elif code == P.IF_UP:
             if faults.up(i):
                 pc = target[pc]
@@ -173,7 +249,11 @@ def _lock(which: int, i: int, j: int) -> int:
     return min(i, j) if which == P.LOWER else max(i, j)
 
 
-def _deliver(sim: Simulation, message: int, delay: float) -> Generator[Any, object, None]:
+def _deliver(
+    sim: Simulation, message: int, delay: float, inbox: Inbox | None, dest: int, step: int
+) -> Generator[Any, object, None]:
     yield sim.env.timeout(delay)
     sim.submit(PushReceive(message))
     sim.count_interaction()
+    if inbox is not None:
+        inbox.arrive(dest, step)

@@ -15,6 +15,13 @@ peer), ``T`` (a marked instant), ``D`` (a drawn compute duration), ``X`` (the du
 the last exchange or message), ``K`` (the node's iteration count) and ``A`` (the attempt
 number of a retried exchange).
 
+Push-sum messages carry the sender's iteration count. ``AWAIT_MESSAGES`` blocks a node
+until it has every message sent to it up to a step (the bounded staleness of SGP); the
+number it is owed comes from the deterministic peer schedule (:func:`in_schedule`). A
+message from a later step that arrives early is added in at once, as any push-sum
+message is. With faults a node waits at most the fault timeout (counted as a timeout);
+it then stops expecting the messages still missing, and adds them in if they come later.
+
 Instructions that only make sense with faults carry ``when=FAULTS`` (or ``NO_FAULTS`` for
 their fault-free counterpart); :meth:`Program.resolve` keeps the ones that apply to a run,
 so a fault-free run interprets no fault checks at all.
@@ -22,6 +29,7 @@ so a fault-free run interprets no fault checks at all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +50,8 @@ __all__ = [
     "FAULTS",
     "NO_FAULTS",
     "Instruction",
+    "expected_messages",
+    "in_schedule",
     "Program",
     "Resolved",
 ]
@@ -79,6 +89,11 @@ EXCHANGE = 24  # a two-message exchange with J taking a constant (X ← its time
 SET_ATTEMPT = 25  # A ← 0
 NEXT_ATTEMPT = 26  # A ← A + 1; go to ``target`` while A < the node's degree
 MESSAGE = 27  # one message to J taking a constant (X ← its time) or, lost, go to ``target``
+# Push-sum on a fixed schedule (SGP with a configured topology and bounded staleness):
+PICK_NEXT_NEIGHBOUR = 28  # J ← the node's sorted neighbours[K mod degree] (straight-line)
+AWAIT_MESSAGES = 29  # wait until every message sent to this node at a step ≤ K − 1 − arg
+#                      has arrived (with faults: at most the fault timeout, then give up
+#                      on the missing ones)
 
 NAMES = (
     "DRAW_STEPS",
@@ -109,9 +124,11 @@ NAMES = (
     "SET_ATTEMPT",
     "NEXT_ATTEMPT",
     "MESSAGE",
+    "PICK_NEXT_NEIGHBOUR",
+    "AWAIT_MESSAGES",
 )  # by code
-assert NAMES.index("MESSAGE") == MESSAGE
-WAITING = frozenset({ACQUIRE, COMPUTE, WAIT, WAIT_REST, WAIT_UP, EXCHANGE})
+assert NAMES.index("AWAIT_MESSAGES") == AWAIT_MESSAGES
+WAITING = frozenset({ACQUIRE, COMPUTE, WAIT, WAIT_REST, WAIT_UP, EXCHANGE, AWAIT_MESSAGES})
 # Instructions that only the SimPy interpreter runs (they consult the fault model or its X).
 FAULT_ONLY = frozenset(
     {IF_UP, IF_DOWN, WAIT_UP, EXCHANGE, SET_ATTEMPT, NEXT_ATTEMPT, MESSAGE, ADD_COMM_X, SEND_X}
@@ -168,7 +185,7 @@ class Resolved:
             text = f"{pc:3d} {NAMES[op]}"
             if op in (WAIT, ADD_COMM, SEND, EXCHANGE, MESSAGE):
                 text += f" {self.constants[self.arg[pc]]:g}"
-            elif op in (SET_STEPS, ADD_COMM_X, ACQUIRE, RELEASE, LOG):
+            elif op in (SET_STEPS, ADD_COMM_X, ACQUIRE, RELEASE, LOG, AWAIT_MESSAGES):
                 text += f" {int(self.arg[pc])}"
             if self.target[pc] >= 0:
                 text += f" -> {int(self.target[pc])}"
@@ -245,6 +262,14 @@ def pick_neighbour() -> Instruction:
 
 def pick_exponential_peer() -> Instruction:
     return Instruction(PICK_EXPONENTIAL_PEER)
+
+
+def pick_next_neighbour() -> Instruction:
+    return Instruction(PICK_NEXT_NEIGHBOUR)
+
+
+def await_messages(staleness: int) -> Instruction:
+    return Instruction(AWAIT_MESSAGES, staleness)
 
 
 def next_iteration() -> Instruction:
@@ -341,3 +366,36 @@ def next_attempt(retry: str) -> Instruction:
 
 def message(seconds: float, lost: str) -> Instruction:
     return Instruction(MESSAGE, seconds, target=lost, when=FAULTS)
+
+
+# -- the push schedule of a program (what AWAIT_MESSAGES waits for) ------------------------------
+
+
+def in_schedule(resolved: Resolved, neighbours: list[np.ndarray]) -> list[list[tuple[int, int]]]:
+    """Per receiver, its in-edges as ``(offset, period)``: a sender pushes to it at steps
+    ``offset, offset + period, …`` (of the sender's iteration count).
+
+    The peer schedule is deterministic (``PICK_EXPONENTIAL_PEER`` or ``PICK_NEXT_NEIGHBOUR``),
+    so every node knows how many messages it is owed from the steps up to s:
+    :func:`expected_messages`.
+    """
+    n = len(neighbours)
+    ops = set(resolved.op.tolist())
+    edges: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    if PICK_NEXT_NEIGHBOUR in ops:
+        for table in neighbours:
+            for offset, receiver in enumerate(table.tolist()):
+                edges[receiver].append((offset, len(table)))
+    elif PICK_EXPONENTIAL_PEER in ops:
+        cycle = max(1, math.ceil(math.log2(n))) if n > 1 else 1
+        for sender in range(n):
+            for offset in range(cycle):
+                edges[(sender + 2**offset) % n].append((offset, cycle))
+    else:
+        raise ValueError("program: AWAIT_MESSAGES needs a deterministic peer schedule")
+    return edges
+
+
+def expected_messages(edges: list[tuple[int, int]], step: int) -> int:
+    """How many messages a receiver with in-edges ``edges`` is sent at steps 0 … ``step``."""
+    return sum((step - offset) // period + 1 for offset, period in edges if step >= offset)
