@@ -9,13 +9,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gossipsim.algorithms import ALGORITHMS
+from gossipsim.algorithms import ALGORITHMS, REGISTRY
 from gossipsim.experiment.runner import prepare, simulate
 from tests.conftest import make_config
 
 GOSSIP = sorted(k for k in ALGORITHMS if k != "gradient_coding")
-VARIANTS = [(kind, {}) for kind in GOSSIP] + [("swarmsgd", {"nonblocking": True})]
-IDS = [kind + ("-nonblocking" if extra else "") for kind, extra in VARIANTS]
+NAMED = (
+    [(kind, "default", {}) for kind in GOSSIP]
+    + [("swarmsgd", "nonblocking", {"nonblocking": True})]
+    # Every optimizer variant of every algorithm (schedules, momentum), from the registry.
+    + [
+        (kind, name, extra)
+        for kind in GOSSIP
+        for name, extra in REGISTRY[kind].optimizer_variants.items()
+    ]
+)
+VARIANTS = [(kind, extra) for kind, _, extra in NAMED]
+IDS = [kind if name == "default" else f"{kind}-{name}" for kind, name, _ in NAMED]
 
 
 def config_for(kind: str, extra: dict, **overrides):
