@@ -476,6 +476,7 @@ LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discri
 class _LrScheduleBase(Section):
     """Fields every learning-rate schedule has (see :mod:`gossipsim.engine.schedule`)."""
 
+    kind: str  # each schedule narrows it to its own tag (declared here to come first)
     # The base rate η the schedule starts from (after any warm-up).
     value: NonNegFloat
     # Linear ramp from 0 to the schedule's value over the first ``warmup`` units (0: none).
