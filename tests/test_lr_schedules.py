@@ -28,6 +28,7 @@ from gossipsim.experiment.config import (
 )
 from gossipsim.experiment.runner import prepare, simulate
 from tests.conftest import SMALL, make_config
+from tests.test_batched_equivalence import assert_same_run, config_for
 
 
 def lr(section, t, scale=1.0):
@@ -396,3 +397,26 @@ def test_a_schedule_round_trips_through_the_resolved_config():
     assert resolved["algorithm"]["lr"] == {**lr_section, "final": 0.0, "total": 5.0, "warmup": 1.0}
     again = validate_data({**resolved, "name": "again", "stop": {"time": 1.0}})
     assert again.algorithm == config.algorithm
+
+
+@pytest.mark.parametrize("kind", ["allreduce", "local_sgd", "swarmsgd", "sgp"])
+def test_schedules_and_momentum_under_faults_agree_across_executors(kind):
+    """With faults (all-reduce then steps node by node and mixes groups), both executors
+    still give the same numbers with a schedule and momentum."""
+    faults = {
+        "timeout": 0.5,
+        "crash_recover": {"rate": 0.02, "downtime": {"kind": "exponential", "mean": 3.0}},
+    }
+    if REGISTRY[kind].program is not None:
+        faults["message_loss"] = 0.1  # (a round of 2n(n−1) messages would hardly ever end)
+    extra = REGISTRY[kind].optimizer_variants["nesterov-averaged"]
+    runs = []
+    for executor in ("sequential", "batched"):
+        config = config_for(kind, "none", "logistic", executor, faults=faults)
+        config.stop.time = 30.0
+        for key, value in extra.items():
+            setattr(config.algorithm, key, value)
+        runs.append(simulate(prepare(config)))
+    assert runs[1][1].executor.velocity is not None
+    assert np.abs(runs[1][1].executor.velocity).max() > 0
+    assert_same_run(*runs)
