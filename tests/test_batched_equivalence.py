@@ -182,3 +182,33 @@ def test_batched_equals_sequential_under_faults(algorithm):
     ]
     assert runs[1][1].lean == (REGISTRY[ALGORITHMS[algorithm]["kind"]].program is not None)
     assert_same_run(*runs)
+
+
+# Learning-rate schedules and momentum, for every registered algorithm and variant (the
+# registry's cross-cutting table: a new algorithm is in it as soon as it is registered).
+# The oracle knows a plain rate only; here sequential and batched are held to each other.
+OPTIMIZED = [
+    pytest.param(algorithm, name, objective, id=f"{algorithm}-{name}-{objective}")
+    for algorithm, spec in ALGORITHMS.items()
+    for name in REGISTRY[spec["kind"]].optimizer_variants
+    for objective in ("logistic", "mlp")
+]
+
+
+@pytest.mark.parametrize(("algorithm", "variant", "objective"), OPTIMIZED)
+def test_batched_equals_sequential_with_schedules_and_momentum(algorithm, variant, objective):
+    entry = REGISTRY[ALGORITHMS[algorithm]["kind"]]
+    extra = entry.optimizer_variants[variant]
+    quantizer = ACCEPTS[algorithm][-1]
+    configs = [
+        config_for(algorithm, quantizer, objective, executor, stop={"time": 12.0})
+        for executor in ("sequential", "batched")
+    ]
+    for config in configs:
+        for key, value in extra.items():
+            setattr(config.algorithm, key, value)
+    runs = [simulate(prepare(config)) for config in configs]
+    assert not runs[1][1].executor.plain
+    assert_same_run(*runs)
+    plain = simulate(prepare(config_for(algorithm, quantizer, objective, "batched")))
+    assert not np.allclose(plain[1].models, runs[1][1].models)  # the variant changes the run

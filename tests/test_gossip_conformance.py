@@ -18,7 +18,12 @@ GOSSIP = sorted(k for k in ALGORITHMS if k != "gradient_coding")
 NAMED = [
     (kind, name, extra)
     for kind in GOSSIP
-    for name, extra in [("default", {}), *sorted(REGISTRY[kind].variants.items())]
+    for name, extra in [
+        ("default", {}),
+        *sorted(REGISTRY[kind].variants.items()),
+        # Every optimizer variant (schedules, momentum).
+        *REGISTRY[kind].optimizer_variants.items(),
+    ]
 ]
 VARIANTS = [(kind, extra) for kind, _, extra in NAMED]
 IDS = [kind if name == "default" else f"{kind}-{name}" for kind, name, _ in NAMED]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gossipsim.engine import kernels
+from gossipsim.engine.schedule import schedule_params
 from gossipsim.experiment.runner import prepare, simulate
 from gossipsim.objectives import make_objective
 from tests.test_batched_equivalence import assert_same_run, config_for
@@ -95,7 +96,11 @@ def test_local_steps_run_in_order_and_stop_to_refill(name):
     steps = np.array([3, 4, 2], dtype=np.int64)
     cursor = np.zeros(3, dtype=np.int64)
     args = (X, targets, buffer, cursor, capacity, widths, offsets, l2, head, m)
-    stopped = kernels.local_steps(models, nodes, steps, 0, lr, *args)
+    counter = np.zeros(3, dtype=np.int64)
+    # A constant rate, no momentum: plain SGD steps, counted per node.
+    sgd = (schedule_params(lr), counter, counter, np.ones(3), np.zeros((0, models.shape[1])))
+    args = (*sgd, 0.0, False, *args)
+    stopped = kernels.local_steps(models, nodes, steps, 0, *args)
     assert stopped == 1  # node 2, after two of its four steps
     np.testing.assert_array_equal(steps, [0, 2, 2])
     np.testing.assert_array_equal(cursor, [0, 3 * widths[1], 2 * widths[2]])
@@ -107,7 +112,9 @@ def test_local_steps_run_in_order_and_stop_to_refill(name):
     # Refill node 2 as the sampler does, and carry on from where the kernel stopped.
     cursor[2] = 0
     capacity[2] = 4 * widths[2]
-    assert kernels.local_steps(models, nodes, steps, stopped, lr, *args) == 3
+    np.testing.assert_array_equal(counter, [0, 3, 2])
+    assert kernels.local_steps(models, nodes, steps, stopped, *args) == 3
+    np.testing.assert_array_equal(counter, [2, 3, 4])
     np.testing.assert_array_equal(steps, [0, 0, 0])
     for node, count in ((2, 2), (0, 2)):
         for step in range(count):

@@ -29,6 +29,33 @@ from gossipsim.system.rng import Streams
 # buffer deltas of non-blocking averaging count; push-sum's numerators and weights,
 # messages in flight included; or nothing the suite can check (gradient coding: a PS).
 MEAN, MEAN_WITH_BUFFERS, PUSH_SUM, NOTHING = "mean", "mean_with_buffers", "push_sum", "nothing"
+# The clock of an algorithm's learning-rate schedule: each node's own local steps, or the
+# synchronous rounds (a round counts as one step, however many local steps it holds).
+STEPS, ROUNDS = "steps", "rounds"
+
+# Learning-rate schedules and momentum apply to every algorithm: the equivalence and
+# conformance suites run each of these on every entry (:attr:`Algorithm.optimizer_variants`
+# leaves out the keys a config does not have). Every config model must have the keys
+# below, so a new algorithm cannot go without them.
+OPTIMIZER_KEYS = ("lr", "momentum", "nesterov")
+OPTIMIZER_VARIANTS: dict[str, dict[str, Any]] = {
+    "lr-step": {"lr": {"kind": "step", "value": 0.08, "factor": 0.5, "every": 3, "warmup": 2}},
+    "lr-cosine-epochs": {
+        "lr": {"kind": "cosine", "value": 0.08, "final": 0.01, "total": 2, "unit": "epochs"},
+    },
+    "momentum": {"lr": {"kind": "inverse_time", "value": 0.03, "decay": 0.2}, "momentum": 0.8},
+    "nesterov-averaged": {
+        "lr": 0.02,
+        "momentum": 0.6,
+        "nesterov": True,
+        "momentum_averaging": "averaged",
+    },
+    "warmup-scaled": {
+        "lr": {"kind": "constant", "value": 0.01, "warmup": 4},
+        "momentum": 0.5,
+        "lr_scaling": "linear",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,7 @@ class Algorithm:
     progress_line: Callable[[dict[str, Any], dict[str, Any]], str] | None = None
     # Whether the batched executor runs it on the lean loop (else under SimPy).
     lean: bool = True
+    clock: str = STEPS  # what a learning-rate schedule counts (STEPS or ROUNDS)
 
     @property
     def quantizers(self) -> tuple[str, ...]:
@@ -68,6 +96,15 @@ class Algorithm:
         if quantizer is None:
             return ("none",)
         return tuple(sorted(_kinds(quantizer.annotation)))
+
+    @property
+    def optimizer_variants(self) -> dict[str, dict[str, Any]]:
+        """:data:`OPTIMIZER_VARIANTS` with only the keys this algorithm's config has."""
+        fields = self.config.model_fields
+        return {
+            name: {key: value for key, value in extra.items() if key in fields}
+            for name, extra in OPTIMIZER_VARIANTS.items()
+        }
 
     def law(self, variant: str | None) -> str:
         return self.variant_conserves.get(variant or "", self.conserves)
@@ -99,7 +136,12 @@ REGISTRY: dict[str, Algorithm] = {
             variant_conserves={"nonblocking": MEAN_WITH_BUFFERS},
         ),
         Algorithm(
-            "dpsgd", C.DPSGDConfig, dpsgd.start, "gossip", variants={"atc": {"variant": "atc"}}
+            "dpsgd",
+            C.DPSGDConfig,
+            dpsgd.start,
+            "gossip",
+            variants={"atc": {"variant": "atc"}},
+            clock=ROUNDS,
         ),
         Algorithm("adpsgd", C.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
         Algorithm(
@@ -115,12 +157,13 @@ REGISTRY: dict[str, Algorithm] = {
             },
             conserves=PUSH_SUM,
         ),
-        Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous"),
+        Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous", clock=ROUNDS),
         Algorithm(
             "local_sgd",
             C.LocalSGDConfig,
             local_sgd.start,
             "synchronous",
+            clock=ROUNDS,
             variants={"local-steps": {"local_steps": {"kind": "geometric", "mean": 2}}},
         ),
         Algorithm(
@@ -144,6 +187,12 @@ ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
 }
 _unregistered = {kind for model in C.ALGORITHM_CONFIGS for kind in _kinds(model)} - set(REGISTRY)
 assert not _unregistered, f"algorithm configs without a registry entry: {_unregistered}"
+_unstepped = [
+    model.__name__
+    for model in C.ALGORITHM_CONFIGS
+    if not set(OPTIMIZER_KEYS) <= set(model.model_fields)
+]
+assert not _unstepped, f"algorithm configs without {', '.join(OPTIMIZER_KEYS)}: {_unstepped}"
 
 
 def node_count(config: C.RunConfig) -> int:

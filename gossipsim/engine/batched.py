@@ -36,6 +36,7 @@ from gossipsim.engine.executor import (
     PushSumStep,
 )
 from gossipsim.engine.problem import Problem
+from gossipsim.engine.schedule import VALUE, Optimizer, lr_at, lr_many, schedule_params
 from gossipsim.system.quantize import Quantizer
 from gossipsim.system.rng import Streams
 
@@ -147,12 +148,30 @@ class BatchedExecutor:
         streams: Streams,
         buffers: bool = False,
         flush_every: int = 1 << 18,
+        optimizer: Optimizer | None = None,
     ) -> None:
         self.models = models
         self.problem = problem
-        self.lr = lr
         self.quantizer = quantizer
         n = models.shape[0]
+        # How a step moves a model (``lr`` is the plain rate when no optimizer is given).
+        given = optimizer
+        optimizer = given if given is not None else Optimizer(lr)
+        self.optimizer = optimizer
+        self.plain = optimizer.plain
+        self.schedule = schedule_params(optimizer.lr, optimizer.scale)
+        self.lr = lr if given is None else float(self.schedule[VALUE])  # the plain rate
+        self.momentum = float(optimizer.momentum)
+        self.nesterov = bool(optimizer.nesterov)
+        self.average_momentum = optimizer.averaged and self.momentum > 0.0
+        # One heavy-ball buffer per node (none without momentum: nothing to keep).
+        self.velocity: np.ndarray | None = np.zeros_like(models) if self.momentum > 0.0 else None
+        self._no_velocity = np.zeros((0, models.shape[1]))
+        self._velocity_in_flight: dict[int, np.ndarray] = {}
+        # The schedule's clock: local steps each node has applied, or synchronous rounds.
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.rounds = np.zeros(n, dtype=np.int64)
+        self.clock = self.rounds if optimizer.rounds else self.steps
         self.sampling = streams.generators("sampling", n)
         self.quantize_rng = LazyGenerators(streams, "quantize", n)
         self.counters = ExchangeCounters()
@@ -165,6 +184,11 @@ class BatchedExecutor:
         self.in_flight: dict[int, tuple[int, np.ndarray, float]] = {}
         self.n = models.shape[0]
         self.sampler = MinibatchSampler(problem, self.sampling)
+        # Clock units per step: 1, or the fraction of its shard a node's batch is (epochs).
+        self.per_unit = np.ones(n)
+        if optimizer.epochs:
+            sizes = self.sampler.sizes.astype(np.float64)
+            np.divide(self.sampler.batch, sizes, out=self.per_unit, where=sizes > 0)
         assert problem.features is not None and problem.targets is not None  # __post_init__
         self.features = problem.features
         self.targets = problem.targets
@@ -375,7 +399,7 @@ class BatchedExecutor:
                 self.kept[nodes] = self._gradients(nodes, self.models[nodes])
             elif code == APPLY:
                 nodes = a[idx]
-                self.models[nodes] -= self.lr * self.kept[nodes]
+                self._step(nodes, self.kept[nodes], self.models)
             elif code == PUSH_STEP:
                 self._wave_push_step(a[idx])
             elif code == PUSH_SEND:
@@ -434,18 +458,39 @@ class BatchedExecutor:
             # Nodes that need new indices for their first step get them now; the kernel
             # stops only for a node that runs short during its later steps.
             sampler.ensure(nodes)
+            velocity = self.velocity if self.velocity is not None else self._no_velocity
             done, total = 0, len(nodes)
             while done < total:
                 done = self._kernels.local_steps(
-                    self.models, nodes, left, done, float(self.lr), *self._linear
-                )
+                    self.models, nodes, left, done, self.schedule, self.steps, self.clock,
+                    self.per_unit, velocity, self.momentum, self.nesterov, *self._linear,
+                )  # fmt: skip
                 if done < total:
                     sampler.refill(int(nodes[done]))
             return
         most = int(steps.max())
         for step in range(most):
             active = nodes if step == 0 or steps.min() > step else nodes[steps > step]
-            self.models[active] -= self.lr * self._gradients(active, self.models[active])
+            self._step(active, self._gradients(active, self.models[active]), self.models)
+
+    def _step(self, nodes: np.ndarray, G: np.ndarray, target: np.ndarray) -> None:
+        """One SGD step of each of ``nodes`` with gradient ``G[r]``, on ``target``'s rows.
+
+        ``target`` is the models (push-sum: the numerators). The rate is the schedule's at
+        each node's clock; with momentum the step goes through the node's buffer, in the
+        arithmetic of :func:`kernels.local_steps`. Counts one step per node.
+        """
+        if self.plain:
+            target[nodes] -= self.lr * G
+        else:
+            t = self.clock[nodes] * self.per_unit[nodes]
+            lr = lr_many(self.schedule, t)[:, None]
+            if self.velocity is not None:
+                v = self.momentum * self.velocity[nodes] + G
+                self.velocity[nodes] = v
+                G = G + self.momentum * v if self.nesterov else v
+            target[nodes] -= lr * G
+        self.steps[nodes] += 1
 
     def _transmit(self, X: np.ndarray, REF: np.ndarray, senders: np.ndarray) -> np.ndarray:
         """Send row r from ``senders[r]`` (its quantize stream) to a receiver holding REF[r]."""
@@ -468,7 +513,9 @@ class BatchedExecutor:
             self.counters.bits += 2 * k * self.quantizer.message_bits(d)
             self.counters.messages += 2 * k
             self._kernels.pair_average(self.models, I, J)
+            self._average_velocity(I, J)
             return
+        self._average_velocity(I, J)
         xi = self.models[I]
         xj = self.models[J]
         received_by_j = self._transmit(xi, xj, I)
@@ -493,11 +540,21 @@ class BatchedExecutor:
         self.buffer[J] = written
         self.buffer[I] = average
         self.published[I] = average
+        self._average_velocity(I, J)
+
+    def _average_velocity(self, I: np.ndarray, J: np.ndarray) -> None:
+        """``momentum_averaging: averaged``: both ends of each pair keep the mean buffer.
+
+        Exact (buffers are averaged at full precision whatever the models' quantizer).
+        """
+        if self.average_momentum:
+            assert self.velocity is not None
+            self._kernels.pair_average(self.velocity, I, J)
 
     def _wave_push_step(self, nodes: np.ndarray) -> None:
         assert self.numerators is not None and self.weights is not None
         gradients = self._gradients(nodes, self.models[nodes])
-        self.numerators[nodes] -= self.lr * gradients
+        self._step(nodes, gradients, self.numerators)
         self.models[nodes] = self.numerators[nodes] / self.weights[nodes][:, None]
 
     def _wave_push_send(self, nodes: np.ndarray, messages: np.ndarray) -> None:
@@ -512,6 +569,13 @@ class BatchedExecutor:
         self.numerators[nodes] = half + (half - sent)
         for r, message in enumerate(messages.tolist()):
             self.in_flight[message] = (self._message_dest.pop(message), sent[r], float(weight[r]))
+        if self.average_momentum:
+            # The buffers are mixed as the numerators are: half kept, half sent (exactly).
+            assert self.velocity is not None
+            half_v = self.velocity[nodes] * 0.5
+            self.velocity[nodes] = half_v
+            for r, message in enumerate(messages.tolist()):
+                self._velocity_in_flight[message] = half_v[r]
         self.models[nodes] = self.numerators[nodes] / weight[:, None]
 
     def _wave_push_receive(self, nodes: np.ndarray, messages: np.ndarray) -> None:
@@ -519,18 +583,46 @@ class BatchedExecutor:
         payload = [self.in_flight.pop(message) for message in messages.tolist()]
         self.numerators[nodes] += np.stack([x for _, x, _ in payload])
         self.weights[nodes] += np.array([w for _, _, w in payload])
+        if self.average_momentum:
+            assert self.velocity is not None
+            flying = self._velocity_in_flight
+            self.velocity[nodes] += np.stack([flying.pop(m) for m in messages.tolist()])
         self.models[nodes] = self.numerators[nodes] / self.weights[nodes][:, None]
 
     def _barrier(self, op: Operation) -> None:
         if isinstance(op, Mix):
             self._wave_mix(op.weights)
+            if self.average_momentum:
+                assert self.velocity is not None
+                self.velocity[:] = op.weights @ self.velocity
         elif isinstance(op, MixGradient):
             self._wave_mix_gradient(op.weights, np.array(op.nodes, dtype=np.int64))
         elif isinstance(op, AllReduceStep):
             gradients = self._gradients(np.arange(self.n), self.models)
-            self.models[:] = self.models.mean(axis=0) - self.lr * gradients.mean(axis=0)
+            if self.plain:
+                self.models[:] = self.models.mean(axis=0) - self.lr * gradients.mean(axis=0)
+            else:
+                self._global_step(gradients.mean(axis=0))
+            self.steps += 1
         else:
             self.models[:] = self.models.mean(axis=0)
+            if self.average_momentum:
+                assert self.velocity is not None
+                self.velocity[:] = self.velocity.mean(axis=0)
+        self.rounds += 1  # every barrier ends a synchronous round
+
+    def _global_step(self, g: np.ndarray) -> None:
+        """All-reduce's step from the mean model with the mean gradient ``g``.
+
+        The momentum buffer is global (every row holds it); the clock is the nodes' mean
+        (they all count the same rounds; in epochs, the mean of their shard fractions).
+        """
+        lr = lr_at(self.schedule, float((self.clock * self.per_unit).mean()))
+        if self.velocity is not None:
+            v = self.momentum * self.velocity[0] + g
+            self.velocity[:] = v
+            g = g + self.momentum * v if self.nesterov else v
+        self.models[:] = self.models.mean(axis=0) - lr * g
 
     def _wave_mix(self, weights) -> None:
         n = self.n
@@ -563,8 +655,13 @@ class BatchedExecutor:
         # its own sampling stream), then applied to the mixed models.
         gradients = self._gradients(nodes, self.models[nodes]) if len(nodes) else None
         self._wave_mix(weights)
+        if self.average_momentum:
+            # The buffers travel with the models of the round: mixed by the same weights,
+            # before the step adds this round's gradient.
+            assert self.velocity is not None
+            self.velocity[:] = weights @ self.velocity
         if gradients is not None:
-            self.models[nodes] -= self.lr * gradients
+            self._step(nodes, gradients, self.models)  # the round's rate, momentum, clock
 
     # -- reading state ---------------------------------------------------------------------
 

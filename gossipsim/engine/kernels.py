@@ -28,6 +28,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from gossipsim.engine.jit import jit
+from gossipsim.engine.schedule import lr_at
 from gossipsim.objectives.base import Objective
 from gossipsim.objectives.heads import LogisticHead, SoftmaxHead, SquaredHead
 
@@ -244,7 +245,13 @@ def local_steps(
     nodes: np.ndarray,
     steps: np.ndarray,
     start: int,
-    lr: float,
+    schedule: np.ndarray,
+    counter: np.ndarray,
+    clock: np.ndarray,
+    per_unit: np.ndarray,
+    velocity: np.ndarray,
+    momentum: float,
+    nesterov: bool,
     features: np.ndarray,
     targets: np.ndarray,
     buffer: np.ndarray,
@@ -256,7 +263,14 @@ def local_steps(
     head: int,
     m: int,
 ) -> int:
-    """Apply ``steps[r]`` SGD steps ``w -= lr·g`` to ``models[nodes[r]]``, for r from ``start``.
+    """Apply ``steps[r]`` SGD steps to ``models[nodes[r]]``, for r from ``start``.
+
+    A step of node i is ``w -= lr·g`` with ``lr = lr_at(schedule, clock[i]·per_unit[i])``
+    (:mod:`gossipsim.engine.schedule`); ``counter[i]`` (the node's applied steps) grows by
+    one per step, and ``clock`` may be that same array (the clock counts steps) or another
+    one that the steps leave alone (synchronous rounds). With ``momentum`` μ > 0 the step
+    goes through the node's buffer ``velocity[i]``: ``v = μ·v + g`` and ``w -= lr·v``
+    (``nesterov``: ``w -= lr·(g + μ·v)``); with μ = 0 ``velocity`` is never read.
 
     Each node's steps run one after the other (each at the model the previous one left).
     ``steps`` counts down as steps are applied. Returns ``len(nodes)`` when done, or the
@@ -295,8 +309,20 @@ def local_steps(
                 w, g, features, targets, indices, at, b, base, l2, head, rows, Z,
                 next_indices, next_at, next_b, next_base,
             )  # fmt: skip
-            for k in range(d):
-                w[k] -= lr * g[k]
+            lr = lr_at(schedule, clock[node] * per_unit[node])
+            if momentum == 0.0:
+                for k in range(d):
+                    w[k] -= lr * g[k]
+            else:
+                v = velocity[node]
+                for k in range(d):
+                    vk = momentum * v[k] + g[k]
+                    v[k] = vk
+                    if nesterov:
+                        w[k] -= lr * (g[k] + momentum * vk)
+                    else:
+                        w[k] -= lr * vk
+            counter[node] += 1
             cursor[node] = at + b
             steps[r] -= 1
     return total

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Discriminator, Tag
 from pydantic_core import PydanticUndefined
 
 from gossipsim.experiment import config as cfg
@@ -30,6 +30,7 @@ CATEGORIES: dict[str, Any] = {
     "partitions": cfg.PartitionConfig,
     "local_steps": cfg.LocalStepsConfig,
     "heterogeneity": cfg.HeterogeneityConfig,
+    "lr_schedules": cfg.LrScheduleConfig,
 }
 
 
@@ -234,8 +235,11 @@ def _model_rows(model: type[BaseModel]) -> list[str]:
             shown = "a section (below)"
         else:
             shown = _text(default).replace("|", "\\|")
-        parts = [_constraint(m) for m in _metadata(field)]
+        metadata = _metadata(field)
+        parts = [_constraint(m) for m in metadata]
         constraints = ", ".join(dict.fromkeys(q for p in parts for q in p.split(", ") if q))
+        if any(isinstance(m, Tag) and m.tag == "schedule" for m in metadata):
+            constraints += "; or a schedule section (see lr_schedules)"
         choices = [str(a) for a in typing.get_args(field.annotation) if isinstance(a, str | int)]
         if key != "kind" and typing.get_origin(field.annotation) is typing.Literal:
             constraints = "one of " + " \\| ".join(choices)
@@ -254,6 +258,8 @@ def _metadata(field: Any) -> list[Any]:
 
 
 def _constraint(item: Any) -> str:
+    if isinstance(item, Discriminator | Tag):  # how a union picks its member, not a limit
+        return ""
     symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
     for attribute, symbol in symbols.items():
         value = getattr(item, attribute, None)

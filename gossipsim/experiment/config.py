@@ -19,8 +19,10 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -477,6 +479,67 @@ class GeometricLocalSteps(Section):
 LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discriminator="kind")]
 
 
+class _LrScheduleBase(Section):
+    """Fields every learning-rate schedule has (see :mod:`gossipsim.engine.schedule`)."""
+
+    kind: str  # each schedule narrows it to its own tag (declared here to come first)
+    # The base rate η the schedule starts from (after any warm-up).
+    value: NonNegFloat
+    # Linear ramp from 0 to the schedule's value over the first ``warmup`` units (0: none).
+    warmup: NonNegFloat = 0.0
+    # The clock: the node's own local steps (rounds for synchronous methods, PS iterations
+    # for gradient coding), or its own epochs (steps x batch size / shard size).
+    unit: Literal["steps", "epochs"] = "steps"
+
+
+class ConstantLr(_LrScheduleBase):
+    """lr = value at every step (after the warm-up)."""
+
+    kind: Literal["constant"]
+
+
+class StepLr(_LrScheduleBase):
+    """lr = value x factor^floor(t / every): multiplied by ``factor`` every ``every`` units."""
+
+    kind: Literal["step"]
+    factor: NonNegFloat = 0.1  # 0 allowed: learning stops after the first drop
+    every: PositiveFloat
+
+
+class CosineLr(_LrScheduleBase):
+    """lr falls from value to ``final`` along half a cosine over ``total`` units, then stays."""
+
+    kind: Literal["cosine"]
+    final: NonNegFloat = 0.0
+    total: PositiveFloat
+
+
+class InverseTimeLr(_LrScheduleBase):
+    """lr = value / (1 + decay x t)."""
+
+    kind: Literal["inverse_time"]
+    decay: NonNegFloat
+
+
+LrScheduleConfig = Annotated[
+    ConstantLr | StepLr | CosineLr | InverseTimeLr, Field(discriminator="kind")
+]
+
+
+def _lr_form(value: Any) -> str:
+    return "schedule" if isinstance(value, dict | BaseModel) else "number"
+
+
+# ``algorithm.lr``: a number (a constant rate) or a schedule mapping. The tags keep pydantic
+# from reporting a schedule's errors twice (once per form); error paths drop them.
+_LR_FORMS = Union[  # noqa: UP007
+    Annotated[NonNegFloat, Tag("number")], Annotated[LrScheduleConfig, Tag("schedule")]
+]
+LrConfig = Annotated[_LR_FORMS, Discriminator(_lr_form)]
+# Heavy-ball momentum coefficient μ (0: plain SGD; below 1, or it diverges).
+Momentum = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
 class NoQuantizer(Section):
     """Send full-precision models (``network.float_bits`` bits per coordinate)."""
 
@@ -512,7 +575,13 @@ class SwarmSGDConfig(Section):
     """SwarmSGD: H local steps, then a (quantized, possibly non-blocking) pairwise average."""
 
     kind: Literal["swarmsgd"]
-    lr: NonNegFloat = 0.05
+    lr: LrConfig = 0.05
+    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
+    momentum: Momentum = 0.0
+    nesterov: bool = False
+    # Whether averaging steps also average the momentum buffers (averaged) or every node
+    # keeps its own (local, the default: buffers are never sent).
+    momentum_averaging: Literal["local", "averaged"] = "local"
     local_steps: LocalStepsConfig = Field(default_factory=lambda: FixedLocalSteps(kind="fixed"))
     quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
     nonblocking: bool = False
@@ -528,7 +597,13 @@ class DPSGDConfig(Section):
     """
 
     kind: Literal["dpsgd"]
-    lr: NonNegFloat = 0.05
+    lr: LrConfig = 0.05
+    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
+    momentum: Momentum = 0.0
+    nesterov: bool = False
+    # Whether averaging steps also average the momentum buffers (averaged) or every node
+    # keeps its own (local, the default: buffers are never sent).
+    momentum_averaging: Literal["local", "averaged"] = "local"
     variant: Literal["lian", "atc"] = "lian"
     quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
 
@@ -537,7 +612,13 @@ class ADPSGDConfig(Section):
     """AD-PSGD: asynchronous; one local step, then an atomic average with a random neighbour."""
 
     kind: Literal["adpsgd"]
-    lr: NonNegFloat = 0.05
+    lr: LrConfig = 0.05
+    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
+    momentum: Momentum = 0.0
+    nesterov: bool = False
+    # Whether averaging steps also average the momentum buffers (averaged) or every node
+    # keeps its own (local, the default: buffers are never sent).
+    momentum_averaging: Literal["local", "averaged"] = "local"
     quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
 
 
@@ -553,7 +634,13 @@ class SGPConfig(Section):
     """
 
     kind: Literal["sgp"]
-    lr: NonNegFloat = 0.05
+    lr: LrConfig = 0.05
+    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
+    momentum: Momentum = 0.0
+    nesterov: bool = False
+    # Whether averaging steps also average the momentum buffers (averaged) or every node
+    # keeps its own (local, the default: buffers are never sent).
+    momentum_averaging: Literal["local", "averaged"] = "local"
     peers: Literal["exponential", "topology"] = "exponential"
     overlap: Literal[0, 1, "unbounded"] = 0
     # Lattice decoding needs a reference close to the sent value; push-sum numerators have
@@ -575,14 +662,26 @@ class AllReduceConfig(Section):
     """Large-batch synchronous SGD: every node's gradient is averaged by ring all-reduce."""
 
     kind: Literal["allreduce"]
-    lr: NonNegFloat = 0.05
+    lr: LrConfig = 0.05
+    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
+    momentum: Momentum = 0.0
+    nesterov: bool = False
+    # linear: the lr (and its warm-up target) multiplied by the number of workers n
+    # (Goyal et al. 2017). The momentum buffer is global, as the model is.
+    lr_scaling: Literal["none", "linear"] = "none"
 
 
 class LocalSGDConfig(Section):
     """Local SGD: H local steps, then a global average by all-reduce, repeated."""
 
     kind: Literal["local_sgd"]
-    lr: NonNegFloat = 0.05
+    lr: LrConfig = 0.05
+    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
+    momentum: Momentum = 0.0
+    nesterov: bool = False
+    # Whether averaging steps also average the momentum buffers (averaged) or every node
+    # keeps its own (local, the default: buffers are never sent).
+    momentum_averaging: Literal["local", "averaged"] = "local"
     local_steps: LocalStepsConfig = Field(
         default_factory=lambda: FixedLocalSteps(kind="fixed", value=4)
     )
@@ -628,7 +727,10 @@ class GradientCodingConfig(Section):
     deadline: PositiveFloat | None = None
     ordering: Literal["natural", "reversed", "random", "qmax", "expected", "optimized"] = "natural"
     report_every: NonNegFloat = 0.0
-    lr: NonNegFloat = 0.1
+    # The PS's step w <- w - lr*g (a schedule's clock: PS iterations, or epochs of data).
+    lr: LrConfig = 0.1
+    momentum: Momentum = 0.0  # the PS's heavy-ball buffer
+    nesterov: bool = False
     batch: Literal["full"] | Annotated[int, Field(ge=1)] = "full"
 
     @model_validator(mode="after")
@@ -961,7 +1063,14 @@ def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]
     model: type[BaseModel] | None = RunConfig
     path: list[Any] = []
     pending_union: dict[str, type[BaseModel]] | None = None
+    lr_form = False
     for item in loc:
+        if lr_form and item in ("number", "schedule"):
+            # The lr field's form tag: a number has nothing inside, a schedule is a union.
+            lr_form = False
+            pending_union = _union_members(LrScheduleConfig) if item == "schedule" else None
+            continue
+        lr_form = False
         if pending_union is not None and isinstance(item, str) and item in pending_union:
             model = pending_union[item]
             pending_union = None
@@ -973,6 +1082,9 @@ def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]
             continue
         field = model.model_fields[item]
         annotation: Any = field.annotation
+        if annotation == _LR_FORMS:
+            lr_form, model = True, None
+            continue
         if field.discriminator and isinstance(annotation, type):  # a one-member union collapses
             annotation = Union[annotation, None]  # noqa: UP007
         members = _union_members(annotation)
@@ -1000,6 +1112,7 @@ def _kinds_with(model: type[BaseModel], key: str) -> list[str]:
         DatasetConfig,
         PartitionConfig,
         LocalStepsConfig,
+        LrScheduleConfig,
         HeterogeneityConfig,
     )
     for union in unions:

@@ -18,10 +18,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from gossipsim.algorithms import REGISTRY, get_algorithm
+from gossipsim.algorithms import REGISTRY, ROUNDS, get_algorithm
 from gossipsim.engine.batched import BatchedExecutor, SequentialExecutor
 from gossipsim.engine.lean import LeanEnvironment
 from gossipsim.engine.problem import Problem, build_problem, initial_models
+from gossipsim.engine.schedule import VALUE, Optimizer, schedule_params
 from gossipsim.engine.simulation import RunOutcome, Simulation
 from gossipsim.experiment.budget import check_memory, node_count
 from gossipsim.experiment.config import (
@@ -114,6 +115,24 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(config, streams, graph, problem, compute, network, spectral_gap(graph))
 
 
+def optimizer_of(algorithm: Any, n: int) -> Optimizer:
+    """How the nodes of ``algorithm`` step: its lr (or schedule), scaling and momentum.
+
+    All-reduce keeps one global momentum buffer (its models are equal after every round),
+    so its buffers are always averaged; ``lr_scaling: linear`` multiplies its rate by n.
+    """
+    scaling = getattr(algorithm, "lr_scaling", "none")
+    averaging = getattr(algorithm, "momentum_averaging", "averaged")
+    return Optimizer(
+        lr=algorithm.lr,
+        scale=float(n) if scaling == "linear" else 1.0,
+        momentum=algorithm.momentum,
+        nesterov=algorithm.nesterov,
+        averaged=averaging == "averaged",
+        rounds=REGISTRY[algorithm.kind].clock == ROUNDS,
+    )
+
+
 def build_simulation(
     prepared: Prepared,
     progress: Callable[[dict[str, float]], None] | None = None,
@@ -147,13 +166,17 @@ def build_simulation(
             lean = False
     if executor_class is None:
         executor_class = BatchedExecutor if batched else SequentialExecutor
+    optimizer = optimizer_of(algorithm, n)
+    # Executors that know only a plain rate (the tests' oracle) get just that.
+    stepping: dict[str, Any] = {} if optimizer.plain else {"optimizer": optimizer}
     executor = executor_class(
         models,
         prepared.problem,
-        lr=algorithm.lr,
+        lr=float(schedule_params(algorithm.lr)[VALUE]),  # the rate when it is plain
         quantizer=quantizer,
         streams=prepared.streams,
         buffers=bool(getattr(algorithm, "nonblocking", False)),
+        **stepping,
     )
     sim = Simulation(
         config,

@@ -100,6 +100,7 @@ from gossipsim.algorithms.coding.schedule import (
     coded_bits,
     partial_schedule,
 )
+from gossipsim.engine.schedule import VALUE, is_constant, lr_at, schedule_params, uses_epochs
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.config import GradientCodingConfig, GraphAssignmentConfig, RunConfig
 from gossipsim.system.rng import Streams
@@ -373,6 +374,15 @@ class GradientCoding:
         # The PS model (row 0 of the initial models) mirrored into every row.
         self.w = sim.models[0].copy()
         sim.models[:] = self.w
+        # The PS's step: its rate (a schedule's clock counts PS iterations, or the epochs
+        # of data they read) and its heavy-ball buffer.
+        self.lr_schedule = schedule_params(config.lr)
+        self.plain_lr = is_constant(self.lr_schedule) and config.momentum == 0.0
+        self.steps_taken = 0
+        self.per_unit = 1.0
+        if uses_epochs(config.lr) and config.batch != "full":
+            self.per_unit = float(np.minimum(self.sizes, config.batch).sum() / self.sizes.sum())
+        self.velocity = np.zeros_like(self.w)
 
         # Bookkeeping. Counters are stamped at the events' exact times: by a process that
         # wakes at every event when a stop rule watches them (epochs, interactions), else
@@ -591,7 +601,7 @@ class GradientCoding:
             else:
                 env.process(self.bookkeeping(t0, schedule))
             yield env.timeout(schedule.decode_time)
-            self.w = self.w - self.config.lr * g_hat
+            self.w = self.step(g_hat)
             sim.models[:] = self.w
             self.condition = (
                 condition if math.isnan(self.condition) else max(self.condition, condition)
@@ -606,6 +616,23 @@ class GradientCoding:
             sim.count_iteration()
             # Let a stop requested by this step take effect before the next broadcast.
             yield env.timeout(0)
+
+    def step(self, g_hat: np.ndarray) -> np.ndarray:
+        """The PS model after one step with the decoded gradient ``g_hat``.
+
+        ``w − lr·ĝ`` with the schedule's rate at this iteration (a plain number: exactly
+        as always); with momentum μ through the buffer ``v = μ·v + ĝ`` (``w − lr·v``, or
+        ``w − lr·(ĝ + μ·v)`` with Nesterov).
+        """
+        config = self.config
+        if self.plain_lr:
+            return self.w - self.lr_schedule[VALUE] * g_hat
+        lr = lr_at(self.lr_schedule, self.steps_taken * self.per_unit)
+        self.steps_taken += 1
+        if config.momentum > 0.0:
+            self.velocity = config.momentum * self.velocity + g_hat
+            g_hat = g_hat + config.momentum * self.velocity if config.nesterov else self.velocity
+        return self.w - lr * g_hat
 
     def _chunk_samples(self, worker: int, slot: int) -> int:
         size = int(self.sizes[self.orders[worker][slot]])
