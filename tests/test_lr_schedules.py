@@ -18,15 +18,9 @@ import pytest
 from gossipsim.algorithms import REGISTRY
 from gossipsim.engine.batched import BatchedExecutor
 from gossipsim.engine.schedule import lr_at, lr_many, schedule_params
-from gossipsim.experiment.config import (
-    ConfigError,
-    ConstantLr,
-    CosineLr,
-    InverseTimeLr,
-    StepLr,
-    validate_data,
-)
+from gossipsim.experiment.config import ConfigError, validate_data
 from gossipsim.experiment.runner import prepare, simulate
+from gossipsim.experiment.sections import ConstantLr, CosineLr, InverseTimeLr, StepLr
 from tests.conftest import SMALL, make_config
 from tests.test_batched_equivalence import assert_same_run, config_for
 

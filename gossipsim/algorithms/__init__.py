@@ -3,8 +3,8 @@
 Every conformance and equivalence suite runs over :data:`REGISTRY` and the declarations
 of its entries, so a new algorithm is tested as soon as it is registered. Adding an
 algorithm = its module (a node program for an asynchronous one, a round generator for a
-synchronous one), its config model in :mod:`gossipsim.experiment.config` (in ``ALGORITHM_CONFIGS``)
-and one entry here.
+synchronous one, and its config model, made of :mod:`gossipsim.experiment.sections`) and
+one entry here; the loader's ``algorithm`` union is built from this registry.
 """
 
 from __future__ import annotations
@@ -21,8 +21,22 @@ from gossipsim.algorithms.gossip import adpsgd, dpsgd, sgp, swarmsgd
 from gossipsim.algorithms.synchronous import allreduce, local_sgd
 from gossipsim.engine.program import Program
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment import config as C
+from gossipsim.experiment.sections import Section
 from gossipsim.system.rng import Streams
+
+if typing.TYPE_CHECKING:
+    from gossipsim.experiment.config import RunConfig
+
+    # The config union for type checkers; at run time the loader builds it from REGISTRY.
+    AlgorithmConfig = (
+        swarmsgd.SwarmSGDConfig
+        | dpsgd.DPSGDConfig
+        | adpsgd.ADPSGDConfig
+        | sgp.SGPConfig
+        | allreduce.AllReduceConfig
+        | local_sgd.LocalSGDConfig
+        | coding.GradientCodingConfig
+    )
 
 # What an algorithm keeps invariant at lr = 0 without quantization (the conformance suite
 # checks the declared law): the mean of the node models; that mean once the pending
@@ -63,7 +77,7 @@ class Algorithm:
     """One registered algorithm and what the test suites may hold it to."""
 
     kind: str
-    config: type[C.Section]
+    config: type[Section]
     start: Callable[[Simulation], None]
     family: str  # gossip | synchronous | coding
     # Asynchronous algorithms: the node program both executors interpret.
@@ -77,11 +91,11 @@ class Algorithm:
     # What a run brings of its own instead of the configured machines (gradient coding: a
     # PS and ``algorithm.workers`` workers; the topology section does not apply). None: the
     # ``topology`` section's n nodes on its graph.
-    machines: Callable[[C.RunConfig], int] | None = None
-    graph: Callable[[C.RunConfig], nx.Graph] | None = None
+    machines: Callable[[RunConfig], int] | None = None
+    graph: Callable[[RunConfig], nx.Graph] | None = None
     graph_name: str | None = None  # how ``gossipsim validate`` names that graph
     # Checks of the config against the data, before any work (raise ValueError).
-    check: Callable[[C.RunConfig, int, Streams], None] | None = None
+    check: Callable[[RunConfig, int, Streams], None] | None = None
     # Facts for ``meta.json`` beyond the common ones, and the CLI's line about a run.
     summary: Callable[[Simulation], dict[str, Any]] | None = None
     progress_line: Callable[[dict[str, Any], dict[str, Any]], str] | None = None
@@ -113,7 +127,7 @@ class Algorithm:
 def _kinds(annotation: Any) -> set[str]:
     kinds: set[str] = set()
     for member in typing.get_args(annotation) or (annotation,):
-        if isinstance(member, type) and issubclass(member, C.Section):
+        if isinstance(member, type) and issubclass(member, Section):
             kinds.update(typing.get_args(member.model_fields["kind"].annotation))
         else:
             kinds.update(_kinds(member))
@@ -125,7 +139,7 @@ REGISTRY: dict[str, Algorithm] = {
     for entry in (
         Algorithm(
             "swarmsgd",
-            C.SwarmSGDConfig,
+            swarmsgd.SwarmSGDConfig,
             swarmsgd.start,
             "gossip",
             program=swarmsgd.program,
@@ -137,16 +151,16 @@ REGISTRY: dict[str, Algorithm] = {
         ),
         Algorithm(
             "dpsgd",
-            C.DPSGDConfig,
+            dpsgd.DPSGDConfig,
             dpsgd.start,
             "gossip",
             variants={"atc": {"variant": "atc"}},
             clock=ROUNDS,
         ),
-        Algorithm("adpsgd", C.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
+        Algorithm("adpsgd", adpsgd.ADPSGDConfig, adpsgd.start, "gossip", program=adpsgd.program),
         Algorithm(
             "sgp",
-            C.SGPConfig,
+            sgp.SGPConfig,
             sgp.start,
             "gossip",
             program=sgp.program,
@@ -157,10 +171,12 @@ REGISTRY: dict[str, Algorithm] = {
             },
             conserves=PUSH_SUM,
         ),
-        Algorithm("allreduce", C.AllReduceConfig, allreduce.start, "synchronous", clock=ROUNDS),
+        Algorithm(
+            "allreduce", allreduce.AllReduceConfig, allreduce.start, "synchronous", clock=ROUNDS
+        ),
         Algorithm(
             "local_sgd",
-            C.LocalSGDConfig,
+            local_sgd.LocalSGDConfig,
             local_sgd.start,
             "synchronous",
             clock=ROUNDS,
@@ -168,7 +184,7 @@ REGISTRY: dict[str, Algorithm] = {
         ),
         Algorithm(
             "gradient_coding",
-            C.GradientCodingConfig,
+            coding.GradientCodingConfig,
             coding.start,
             "coding",
             conserves=NOTHING,
@@ -185,17 +201,17 @@ REGISTRY: dict[str, Algorithm] = {
 ALGORITHMS: dict[str, Callable[[Simulation], None]] = {
     kind: entry.start for kind, entry in REGISTRY.items()
 }
-_unregistered = {kind for model in C.ALGORITHM_CONFIGS for kind in _kinds(model)} - set(REGISTRY)
-assert not _unregistered, f"algorithm configs without a registry entry: {_unregistered}"
+_mislabelled = [kind for kind, entry in REGISTRY.items() if _kinds(entry.config) != {kind}]
+assert not _mislabelled, f"registry entries whose config model has another kind: {_mislabelled}"
 _unstepped = [
-    model.__name__
-    for model in C.ALGORITHM_CONFIGS
-    if not set(OPTIMIZER_KEYS) <= set(model.model_fields)
+    entry.config.__name__
+    for entry in REGISTRY.values()
+    if not set(OPTIMIZER_KEYS) <= set(entry.config.model_fields)
 ]
 assert not _unstepped, f"algorithm configs without {', '.join(OPTIMIZER_KEYS)}: {_unstepped}"
 
 
-def node_count(config: C.RunConfig) -> int:
+def node_count(config: RunConfig) -> int:
     """How many machines a run has: ``topology.n``, or what its algorithm brings."""
     machines = REGISTRY[config.algorithm.kind].machines
     return machines(config) if machines is not None else config.topology.n

@@ -76,7 +76,7 @@ from gossipsim.engine.program import (
     WAIT_REST,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import FixedLocalSteps, GeometricLocalSteps
+from gossipsim.experiment.sections import FixedLocalSteps, GeometricLocalSteps
 
 # Engine events (negative kinds; a kind >= 0 is the instruction a node resumes at).
 EXTERNAL, STOP, RELEASE_EVENT, DELIVER_START, DELIVER = -1, -2, -3, -4, -5

@@ -21,7 +21,7 @@ from gossipsim.engine import program as P
 from gossipsim.engine.batched import logged_operation
 from gossipsim.engine.executor import PushReceive, PushSend
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import GeometricLocalSteps
+from gossipsim.experiment.sections import GeometricLocalSteps
 
 
 def exponential_peer(node: int, iteration: int, n: int) -> int:

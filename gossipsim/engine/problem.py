@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gossipsim.data import Dataset, load_dataset, partition
-from gossipsim.experiment.config import RunConfig
 from gossipsim.objectives import Objective, make_objective
 from gossipsim.system.rng import Streams
+
+if TYPE_CHECKING:
+    from gossipsim.experiment.config import RunConfig
 
 
 @dataclass

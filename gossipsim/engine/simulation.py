@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -21,11 +21,13 @@ from gossipsim.engine.batched import BatchedExecutor
 from gossipsim.engine.executor import Operation
 from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.problem import Problem
-from gossipsim.experiment.config import RunConfig
 from gossipsim.system.metrics import consensus_distance, mean_model
 from gossipsim.system.rng import Streams
 from gossipsim.system.timing import ComputeModel, Network
 from gossipsim.system.topology import neighbour_table
+
+if TYPE_CHECKING:
+    from gossipsim.experiment.config import RunConfig
 
 METRIC_COLUMNS = (
     "time",

@@ -7,7 +7,6 @@ into a :class:`RunConfig`; every error names the field path and, for YAML, the f
 from __future__ import annotations
 
 import difflib
-import math
 import sys
 import types
 import typing
@@ -18,35 +17,25 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Discriminator,
     Field,
     PrivateAttr,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-# --------------------------------------------------------------------------------------------
-# Base
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are validated on set."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _finite(value: float, name: str = "value") -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
+from gossipsim.algorithms import REGISTRY
+from gossipsim.experiment.sections import (
+    LR_FORMS,
+    LocalStepsConfig,
+    LrScheduleConfig,
+    NonNegFloat,
+    PositiveFloat,
+    QuantizerConfig,
+    RingTopology,
+    Section,
+    TopologyConfig,
+)
 
 # --------------------------------------------------------------------------------------------
 # init
@@ -224,125 +213,6 @@ ObjectiveConfig = Annotated[
 
 
 # --------------------------------------------------------------------------------------------
-# topology
-
-
-class _TopologyBase(Section):
-    n: Annotated[int, Field(ge=2)] = 16
-
-
-class RingTopology(_TopologyBase):
-    """A cycle: node i talks to i-1 and i+1."""
-
-    kind: Literal["ring"]
-
-
-class TorusTopology(_TopologyBase):
-    """A 2-D wrap-around grid of ``rows`` rows (default: as square as n allows)."""
-
-    kind: Literal["torus"]
-    rows: Annotated[int, Field(ge=3)] | None = None
-
-
-class CompleteTopology(_TopologyBase):
-    """Every node talks to every other."""
-
-    kind: Literal["complete"]
-
-
-class HypercubeTopology(_TopologyBase):
-    """The log2(n)-dimensional hypercube (n a power of two)."""
-
-    kind: Literal["hypercube"]
-
-
-class RandomRegularTopology(_TopologyBase):
-    """A random graph in which every node has ``degree`` neighbours."""
-
-    kind: Literal["random_regular"]
-    degree: Annotated[int, Field(ge=1)] = 4
-
-
-class ErdosRenyiTopology(_TopologyBase):
-    """Each edge present independently with probability ``p`` (must be connected)."""
-
-    kind: Literal["erdos_renyi"]
-    p: Annotated[float, Field(gt=0, le=1)] = 0.1
-
-
-class SmallWorldTopology(_TopologyBase):
-    """Watts-Strogatz: a ring lattice of ``k`` neighbours, edges rewired with ``p``."""
-
-    kind: Literal["small_world"]
-    k: Annotated[int, Field(ge=2)] = 4
-    p: Annotated[float, Field(ge=0, le=1)] = 0.1
-
-
-class StarTopology(_TopologyBase):
-    """Node 0 is a hub connected to every other node."""
-
-    kind: Literal["star"]
-
-
-class EdgeListTopology(_TopologyBase):
-    """A graph read from a file of ``u v`` lines (node ids 0..n-1); ``n`` defaults to the
-    largest id in the file plus one."""
-
-    kind: Literal["edge_list"]
-    path: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _infer_n(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("n") is None and isinstance(data.get("path"), str):
-            largest = _largest_node_id(data["path"])
-            if largest is not None:
-                data = {**data, "n": max(largest + 1, 2)}
-        return data
-
-    @field_validator("path")
-    @classmethod
-    def _exists(cls, path: str) -> str:
-        if not Path(path).is_file():
-            raise ValueError(f"edge list file not found: {path}")
-        return path
-
-
-def _largest_node_id(path: str) -> int | None:
-    """The largest node id on the well-formed lines of an edge-list file (None if none).
-
-    Malformed lines are left to the graph builder, which reports them with their line.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    largest = None
-    for raw in text.splitlines():
-        parts = raw.split("#", 1)[0].split()
-        if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
-            top = max(int(p) for p in parts)
-            largest = top if largest is None else max(largest, top)
-    return largest
-
-
-TopologyConfig = Annotated[
-    (
-        RingTopology
-        | TorusTopology
-        | CompleteTopology
-        | HypercubeTopology
-        | RandomRegularTopology
-        | ErdosRenyiTopology
-        | SmallWorldTopology
-        | StarTopology
-        | EdgeListTopology
-    ),
-    Field(discriminator="kind"),
-]
-
-
-# --------------------------------------------------------------------------------------------
 # compute (timing) and network
 
 
@@ -459,323 +329,14 @@ class NetworkConfig(Section):
 
 
 # --------------------------------------------------------------------------------------------
-# algorithm pieces
+# algorithms: each config model lives beside its algorithm; the union is the registry's
 
 
-class FixedLocalSteps(Section):
-    """H = ``value`` local SGD steps before every interaction."""
-
-    kind: Literal["fixed"]
-    value: Annotated[int, Field(ge=1)] = 1
-
-
-class GeometricLocalSteps(Section):
-    """H drawn per interaction from a geometric distribution on {1, 2, ...} with this mean."""
-
-    kind: Literal["geometric"]
-    mean: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
-
-
-LocalStepsConfig = Annotated[FixedLocalSteps | GeometricLocalSteps, Field(discriminator="kind")]
-
-
-class _LrScheduleBase(Section):
-    """Fields every learning-rate schedule has (see :mod:`gossipsim.engine.schedule`)."""
-
-    kind: str  # each schedule narrows it to its own tag (declared here to come first)
-    # The base rate η the schedule starts from (after any warm-up).
-    value: NonNegFloat
-    # Linear ramp from 0 to the schedule's value over the first ``warmup`` units (0: none).
-    warmup: NonNegFloat = 0.0
-    # The clock: the node's own local steps (rounds for synchronous methods, PS iterations
-    # for gradient coding), or its own epochs (steps x batch size / shard size).
-    unit: Literal["steps", "epochs"] = "steps"
-
-
-class ConstantLr(_LrScheduleBase):
-    """lr = value at every step (after the warm-up)."""
-
-    kind: Literal["constant"]
-
-
-class StepLr(_LrScheduleBase):
-    """lr = value x factor^floor(t / every): multiplied by ``factor`` every ``every`` units."""
-
-    kind: Literal["step"]
-    factor: NonNegFloat = 0.1  # 0 allowed: learning stops after the first drop
-    every: PositiveFloat
-
-
-class CosineLr(_LrScheduleBase):
-    """lr falls from value to ``final`` along half a cosine over ``total`` units, then stays."""
-
-    kind: Literal["cosine"]
-    final: NonNegFloat = 0.0
-    total: PositiveFloat
-
-
-class InverseTimeLr(_LrScheduleBase):
-    """lr = value / (1 + decay x t)."""
-
-    kind: Literal["inverse_time"]
-    decay: NonNegFloat
-
-
-LrScheduleConfig = Annotated[
-    ConstantLr | StepLr | CosineLr | InverseTimeLr, Field(discriminator="kind")
-]
-
-
-def _lr_form(value: Any) -> str:
-    return "schedule" if isinstance(value, dict | BaseModel) else "number"
-
-
-# ``algorithm.lr``: a number (a constant rate) or a schedule mapping. The tags keep pydantic
-# from reporting a schedule's errors twice (once per form); error paths drop them.
-_LR_FORMS = Union[  # noqa: UP007
-    Annotated[NonNegFloat, Tag("number")], Annotated[LrScheduleConfig, Tag("schedule")]
-]
-LrConfig = Annotated[_LR_FORMS, Discriminator(_lr_form)]
-# Heavy-ball momentum coefficient μ (0: plain SGD; below 1, or it diverges).
-Momentum = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
-
-
-class NoQuantizer(Section):
-    """Send full-precision models (``network.float_bits`` bits per coordinate)."""
-
-    kind: Literal["none"] = "none"
-
-
-class StochasticQuantizer(Section):
-    """Unbiased stochastic rounding to ``bits`` bits per coordinate."""
-
-    kind: Literal["stochastic"]
-    bits: Annotated[int, Field(ge=2, le=32)] = 8
-
-
-class LatticeQuantizer(Section):
-    """Lattice quantization relative to the receiver's model (Davies et al.)."""
-
-    kind: Literal["lattice"]
-    bits: Annotated[int, Field(ge=1, le=32)] = 8
-    epsilon: PositiveFloat = 1.0e-3
-    dither: bool = True
-
-
-QuantizerConfig = Annotated[
-    NoQuantizer | StochasticQuantizer | LatticeQuantizer, Field(discriminator="kind")
-]
-
-
-# --------------------------------------------------------------------------------------------
-# algorithms (one config model each; the union below is the registry the loader validates)
-
-
-class SwarmSGDConfig(Section):
-    """SwarmSGD: H local steps, then a (quantized, possibly non-blocking) pairwise average."""
-
-    kind: Literal["swarmsgd"]
-    lr: LrConfig = 0.05
-    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
-    momentum: Momentum = 0.0
-    nesterov: bool = False
-    # Whether averaging steps also average the momentum buffers (averaged) or every node
-    # keeps its own (local, the default: buffers are never sent).
-    momentum_averaging: Literal["local", "averaged"] = "local"
-    local_steps: LocalStepsConfig = Field(default_factory=lambda: FixedLocalSteps(kind="fixed"))
-    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
-    nonblocking: bool = False
-
-
-class DPSGDConfig(Section):
-    """D-PSGD: synchronous rounds of Metropolis averaging with all neighbours and a local step.
-
-    ``variant: lian`` (Lian et al., 2017): x_i ← Σ_j W_ij x_j − lr·g_i(x_i), the gradient
-    taken at the node's model from before the round while the models are exchanged; a node's
-    part of the round lasts max(compute, its own sends). ``variant: atc`` (adapt, then
-    combine): x_i ← Σ_j W_ij (x_j − lr·g_j(x_j)); the exchange starts after the slowest step.
-    """
-
-    kind: Literal["dpsgd"]
-    lr: LrConfig = 0.05
-    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
-    momentum: Momentum = 0.0
-    nesterov: bool = False
-    # Whether averaging steps also average the momentum buffers (averaged) or every node
-    # keeps its own (local, the default: buffers are never sent).
-    momentum_averaging: Literal["local", "averaged"] = "local"
-    variant: Literal["lian", "atc"] = "lian"
-    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
-
-
-class ADPSGDConfig(Section):
-    """AD-PSGD: asynchronous; one local step, then an atomic average with a random neighbour."""
-
-    kind: Literal["adpsgd"]
-    lr: LrConfig = 0.05
-    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
-    momentum: Momentum = 0.0
-    nesterov: bool = False
-    # Whether averaging steps also average the momentum buffers (averaged) or every node
-    # keeps its own (local, the default: buffers are never sent).
-    momentum_averaging: Literal["local", "averaged"] = "local"
-    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
-
-
-class SGPConfig(Section):
-    """Stochastic Gradient Push: push-sum with one push a step, to a peer fixed by a schedule.
-
-    ``peers``: ``exponential`` pushes to the node 2^(k mod ⌈log₂ n⌉) ids ahead at step k
-    (the directed exponential graph; the configured topology is not used); ``topology``
-    pushes to the configured graph's neighbours in turn (sorted, one per step).
-    ``overlap``: the staleness a node allows. Before step k+1 a node waits until every
-    message sent to it at a step ≤ k − overlap has arrived; 0 is synchronous SGP, 1 is
-    1-overlap SGP, ``unbounded`` never waits.
-    """
-
-    kind: Literal["sgp"]
-    lr: LrConfig = 0.05
-    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
-    momentum: Momentum = 0.0
-    nesterov: bool = False
-    # Whether averaging steps also average the momentum buffers (averaged) or every node
-    # keeps its own (local, the default: buffers are never sent).
-    momentum_averaging: Literal["local", "averaged"] = "local"
-    peers: Literal["exponential", "topology"] = "exponential"
-    overlap: Literal[0, 1, "unbounded"] = 0
-    # Lattice decoding needs a reference close to the sent value; push-sum numerators have
-    # none (they are scaled by weights), so only reference-free quantizers apply.
-    quantizer: Annotated[NoQuantizer | StochasticQuantizer, Field(discriminator="kind")] = Field(
-        default_factory=NoQuantizer
-    )
-
-    @field_validator("overlap", mode="before")
-    @classmethod
-    def _overlap_not_bool(cls, value: Any) -> Any:
-        # true / false would pass as 1 / 0; a staleness bound is a number of steps.
-        if isinstance(value, bool) or isinstance(value, float):
-            raise ValueError(f"overlap must be 0, 1 or 'unbounded', got {value!r}")
-        return value
-
-
-class AllReduceConfig(Section):
-    """Large-batch synchronous SGD: every node's gradient is averaged by ring all-reduce."""
-
-    kind: Literal["allreduce"]
-    lr: LrConfig = 0.05
-    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
-    momentum: Momentum = 0.0
-    nesterov: bool = False
-    # linear: the lr (and its warm-up target) multiplied by the number of workers n
-    # (Goyal et al. 2017). The momentum buffer is global, as the model is.
-    lr_scaling: Literal["none", "linear"] = "none"
-
-
-class LocalSGDConfig(Section):
-    """Local SGD: H local steps, then a global average by all-reduce, repeated."""
-
-    kind: Literal["local_sgd"]
-    lr: LrConfig = 0.05
-    # Heavy ball: v <- momentum*v + g, x <- x - lr*v (nesterov: x <- x - lr*(g + momentum*v)).
-    momentum: Momentum = 0.0
-    nesterov: bool = False
-    # Whether averaging steps also average the momentum buffers (averaged) or every node
-    # keeps its own (local, the default: buffers are never sent).
-    momentum_averaging: Literal["local", "averaged"] = "local"
-    local_steps: LocalStepsConfig = Field(
-        default_factory=lambda: FixedLocalSteps(kind="fixed", value=4)
-    )
-
-
-class GraphAssignmentConfig(Section):
-    """Worker i holds chunk i and the chunks of its neighbours in a regular graph."""
-
-    kind: Literal["graph"]
-    topology: TopologyConfig
-
-
-class MatrixAssignmentConfig(Section):
-    """An N × m 0/1 assignment matrix read from a text file (one row per worker)."""
-
-    kind: Literal["matrix"]
-    path: str
-
-    @field_validator("path")
-    @classmethod
-    def _exists(cls, path: str) -> str:
-        if not Path(path).is_file():
-            raise ValueError(f"assignment matrix file not found: {path}")
-        return path
-
-
-AssignmentConfig = Annotated[
-    GraphAssignmentConfig | MatrixAssignmentConfig, Field(discriminator="kind")
-]
-
-
-class GradientCodingConfig(Section):
-    """A parameter server and workers with redundant data chunks (docs/gradient_coding.md)."""
-
-    kind: Literal["gradient_coding"]
-    scheme: Literal["uncoded", "ignore_stragglers", "fr", "cr", "original", "partial"] = "partial"
-    workers: Annotated[int, Field(ge=2)] = 20
-    chunks: Annotated[int, Field(ge=1)] | None = None
-    load: Annotated[int, Field(ge=1)] | None = None  # chunks per worker; default 3
-    parts: Annotated[int, Field(ge=1)] = 1  # ℓ: the gradient is sent in vectors of d/ℓ
-    assignment: Literal["cyclic", "fractional"] | AssignmentConfig = "cyclic"
-    recovery: Literal["exact", "approximate"] = "exact"
-    deadline: PositiveFloat | None = None
-    ordering: Literal["natural", "reversed", "random", "qmax", "expected", "optimized"] = "natural"
-    report_every: NonNegFloat = 0.0
-    # The PS's step w <- w - lr*g (a schedule's clock: PS iterations, or epochs of data).
-    lr: LrConfig = 0.1
-    momentum: Momentum = 0.0  # the PS's heavy-ball buffer
-    nesterov: bool = False
-    batch: Literal["full"] | Annotated[int, Field(ge=1)] = "full"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> GradientCodingConfig:
-        structured = isinstance(self.assignment, str) or self.scheme in ("fr", "cr")
-        if self.load is None and structured:
-            self.__dict__["load"] = 3  # the default for cyclic and fractional assignments
-        chunks = self.chunks if self.chunks is not None else self.workers
-        if self.load is not None and self.load > chunks:
-            raise ValueError(f"load ({self.load}) must not exceed chunks ({chunks})")
-        if self.recovery == "approximate" and self.deadline is None:
-            raise ValueError("recovery: approximate needs a deadline (seconds)")
-        # The exact-decoding schemes never stop at a deadline (ignore_stragglers is
-        # approximate by nature: sweeps give it one to compare with partial's).
-        if self.deadline is not None and (
-            self.recovery == "exact" or self.scheme in ("uncoded", "fr", "cr")
-        ):
-            raise ValueError(
-                f"deadline: applies only to recovery: approximate with scheme partial "
-                f"(got scheme: {self.scheme}, recovery: {self.recovery}); remove it or set null"
-            )
-        return self
-
-
-ALGORITHM_CONFIGS: tuple[type[Section], ...] = (
-    SwarmSGDConfig,
-    DPSGDConfig,
-    ADPSGDConfig,
-    SGPConfig,
-    AllReduceConfig,
-    LocalSGDConfig,
-    GradientCodingConfig,
-)
-if typing.TYPE_CHECKING:  # the same members, spelled out: a type checker cannot unpack the tuple
-    AlgorithmConfig = (
-        SwarmSGDConfig
-        | DPSGDConfig
-        | ADPSGDConfig
-        | SGPConfig
-        | AllReduceConfig
-        | LocalSGDConfig
-        | GradientCodingConfig
-    )
+if typing.TYPE_CHECKING:  # a type checker sees the registry's members spelled out
+    from gossipsim.algorithms import AlgorithmConfig
 else:
-    AlgorithmConfig = Annotated[Union[ALGORITHM_CONFIGS], Field(discriminator="kind")]  # noqa: UP007
+    _MEMBERS = tuple(entry.config for entry in REGISTRY.values())
+    AlgorithmConfig = Annotated[Union[_MEMBERS], Field(discriminator="kind")]  # noqa: UP007
 
 
 # --------------------------------------------------------------------------------------------
@@ -1082,7 +643,7 @@ def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]
             continue
         field = model.model_fields[item]
         annotation: Any = field.annotation
-        if annotation == _LR_FORMS:
+        if annotation == LR_FORMS:
             lr_form, model = True, None
             continue
         if field.discriminator and isinstance(annotation, type):  # a one-member union collapses

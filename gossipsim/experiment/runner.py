@@ -25,13 +25,9 @@ from gossipsim.engine.problem import Problem, build_problem, initial_models
 from gossipsim.engine.schedule import VALUE, Optimizer, schedule_params
 from gossipsim.engine.simulation import RunOutcome, Simulation
 from gossipsim.experiment.budget import check_memory, node_count
-from gossipsim.experiment.config import (
-    ConfigError,
-    ConfigSource,
-    NoQuantizer,
-    RunConfig,
-)
+from gossipsim.experiment.config import ConfigError, ConfigSource, RunConfig
 from gossipsim.experiment.results import environment, metrics_table, run_id, write_run
+from gossipsim.experiment.sections import NoQuantizer
 from gossipsim.system.faults import FaultModel
 from gossipsim.system.quantize import make_quantizer
 from gossipsim.system.rng import Streams

@@ -11,13 +11,15 @@ round, keep push-sum mass) is theirs, written in their own processes.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
 
-from gossipsim.experiment.config import Downtime, FaultsConfig
 from gossipsim.system.rng import Streams
+
+if TYPE_CHECKING:
+    from gossipsim.experiment.config import Downtime, FaultsConfig
 
 COUNTERS = (
     "crashes",

@@ -14,9 +14,9 @@ from collections.abc import Generator
 
 import simpy
 
+from gossipsim.algorithms.gossip.adpsgd import ADPSGDConfig
 from gossipsim.engine.executor import ApplyGradient, GradientSnapshot, PairAverage
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import ADPSGDConfig
 from tests.oracle.common import pairwise_exchange, random_neighbour
 
 

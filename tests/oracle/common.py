@@ -7,7 +7,7 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
-from gossipsim.experiment.config import FixedLocalSteps, GeometricLocalSteps
+from gossipsim.experiment.sections import FixedLocalSteps, GeometricLocalSteps
 
 
 def draw_local_steps(

@@ -24,9 +24,9 @@ from collections.abc import Generator
 
 import simpy
 
+from gossipsim.algorithms.gossip.sgp import SGPConfig
 from gossipsim.engine.executor import PushReceive, PushSend, PushSumStep
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import SGPConfig
 
 
 def start(sim: Simulation) -> None:

@@ -18,9 +18,9 @@ from collections.abc import Generator
 
 import simpy
 
+from gossipsim.algorithms.gossip.swarmsgd import SwarmSGDConfig
 from gossipsim.engine.executor import BufferExchange, LocalSteps, PairAverage
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import SwarmSGDConfig
 from tests.oracle.common import draw_local_steps, pairwise_exchange, random_neighbour
 
 

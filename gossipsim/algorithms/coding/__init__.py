@@ -9,6 +9,7 @@ orderings and Qmax), :mod:`.schedule` (one iteration's events from the timing dr
 :mod:`.protocol` (the PS process on the engine; ``start`` is the registry entry).
 """
 
+from gossipsim.algorithms.coding.config import GradientCodingConfig
 from gossipsim.algorithms.coding.protocol import (
     check,
     graph,
@@ -21,6 +22,7 @@ from gossipsim.algorithms.coding.protocol import (
 )
 
 __all__ = [
+    "GradientCodingConfig",
     "check",
     "graph",
     "machines",

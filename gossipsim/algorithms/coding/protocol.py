@@ -63,7 +63,7 @@ import copy
 import math
 import re
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -78,6 +78,7 @@ from gossipsim.algorithms.coding.assignment import (
     matrix_assignment,
     read_matrix,
 )
+from gossipsim.algorithms.coding.config import GradientCodingConfig, GraphAssignmentConfig
 from gossipsim.algorithms.coding.encoding import cr_encoding, fr_encoding, mds_encoding
 from gossipsim.algorithms.coding.ordering import make_orders, qmax
 from gossipsim.algorithms.coding.partial import (
@@ -102,10 +103,12 @@ from gossipsim.algorithms.coding.schedule import (
 )
 from gossipsim.engine.schedule import VALUE, is_constant, lr_at, schedule_params, uses_epochs
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import GradientCodingConfig, GraphAssignmentConfig, RunConfig
 from gossipsim.system.rng import Streams
 from gossipsim.system.timing import ComputeModel
 from gossipsim.system.topology import build_graph
+
+if TYPE_CHECKING:
+    from gossipsim.experiment.config import RunConfig
 
 SCHEMES = ("uncoded", "ignore_stragglers", "fr", "cr", "original", "partial")
 CODED_SCHEMES = ("fr", "cr", "original")  # the original protocols: fixed codes

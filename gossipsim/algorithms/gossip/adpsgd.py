@@ -12,6 +12,10 @@ that crashes drops the gradient it was computing.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from gossipsim.engine.interpreter import start_program
 from gossipsim.engine.program import (
     FAULTS,
@@ -38,7 +42,14 @@ from gossipsim.engine.program import (
     wait_up,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import ADPSGDConfig
+from gossipsim.experiment.sections import AveragingOptimizerSection, NoQuantizer, QuantizerConfig
+
+
+class ADPSGDConfig(AveragingOptimizerSection):
+    """AD-PSGD: asynchronous; one local step, then an atomic average with a random neighbour."""
+
+    kind: Literal["adpsgd"]
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
 
 
 def node(message_time: float) -> Program:

@@ -19,15 +19,31 @@ A node that is down takes no step and keeps its model (it has no usable link).
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Literal
 
 import numpy as np
 import simpy
+from pydantic import Field
 
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock
 from gossipsim.engine.executor import LocalSteps, Mix, MixGradient
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import DPSGDConfig
+from gossipsim.experiment.sections import AveragingOptimizerSection, NoQuantizer, QuantizerConfig
 from gossipsim.system.topology import metropolis_weights
+
+
+class DPSGDConfig(AveragingOptimizerSection):
+    """D-PSGD: synchronous rounds of Metropolis averaging with all neighbours and a local step.
+
+    ``variant: lian`` (Lian et al., 2017): x_i ← Σ_j W_ij x_j − lr·g_i(x_i), the gradient
+    taken at the node's model from before the round while the models are exchanged; a node's
+    part of the round lasts max(compute, its own sends). ``variant: atc`` (adapt, then
+    combine): x_i ← Σ_j W_ij (x_j − lr·g_j(x_j)); the exchange starts after the slowest step.
+    """
+
+    kind: Literal["dpsgd"]
+    variant: Literal["lian", "atc"] = "lian"
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
 
 
 def start(sim: Simulation) -> None:

@@ -31,6 +31,10 @@ The node program below is the whole algorithm (:mod:`gossipsim.engine.program`).
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
 from gossipsim.engine.interpreter import exponential_peer, start_program
 from gossipsim.engine.program import (
     NO_FAULTS,
@@ -58,7 +62,41 @@ from gossipsim.engine.program import (
     wait_up,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import SGPConfig
+from gossipsim.experiment.sections import (
+    AveragingOptimizerSection,
+    NoQuantizer,
+    StochasticQuantizer,
+)
+
+
+class SGPConfig(AveragingOptimizerSection):
+    """Stochastic Gradient Push: push-sum with one push a step, to a peer fixed by a schedule.
+
+    ``peers``: ``exponential`` pushes to the node 2^(k mod ⌈log₂ n⌉) ids ahead at step k
+    (the directed exponential graph; the configured topology is not used); ``topology``
+    pushes to the configured graph's neighbours in turn (sorted, one per step).
+    ``overlap``: the staleness a node allows. Before step k+1 a node waits until every
+    message sent to it at a step ≤ k − overlap has arrived; 0 is synchronous SGP, 1 is
+    1-overlap SGP, ``unbounded`` never waits.
+    """
+
+    kind: Literal["sgp"]
+    peers: Literal["exponential", "topology"] = "exponential"
+    overlap: Literal[0, 1, "unbounded"] = 0
+    # Lattice decoding needs a reference close to the sent value; push-sum numerators have
+    # none (they are scaled by weights), so only reference-free quantizers apply.
+    quantizer: Annotated[NoQuantizer | StochasticQuantizer, Field(discriminator="kind")] = Field(
+        default_factory=NoQuantizer
+    )
+
+    @field_validator("overlap", mode="before")
+    @classmethod
+    def _overlap_not_bool(cls, value: Any) -> Any:
+        # true / false would pass as 1 / 0; a staleness bound is a number of steps.
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError(f"overlap must be 0, 1 or 'unbounded', got {value!r}")
+        return value
+
 
 __all__ = ["exponential_peer", "node", "program", "start"]
 

@@ -21,6 +21,10 @@ a timeout before the next neighbour is tried.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from gossipsim.engine.interpreter import start_program
 from gossipsim.engine.program import (
     FAULTS,
@@ -52,7 +56,22 @@ from gossipsim.engine.program import (
     wait_up,
 )
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import SwarmSGDConfig
+from gossipsim.experiment.sections import (
+    AveragingOptimizerSection,
+    FixedLocalSteps,
+    LocalStepsConfig,
+    NoQuantizer,
+    QuantizerConfig,
+)
+
+
+class SwarmSGDConfig(AveragingOptimizerSection):
+    """SwarmSGD: H local steps, then a (quantized, possibly non-blocking) pairwise average."""
+
+    kind: Literal["swarmsgd"]
+    local_steps: LocalStepsConfig = Field(default_factory=lambda: FixedLocalSteps(kind="fixed"))
+    quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
+    nonblocking: bool = False
 
 
 def blocking(config: SwarmSGDConfig, message_time: float) -> Program:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Literal
 
 import scipy.sparse
 import simpy
@@ -17,7 +18,16 @@ import simpy
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock, component_average_weights
 from gossipsim.engine.executor import AllReduceStep, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import AllReduceConfig
+from gossipsim.experiment.sections import OptimizerSection
+
+
+class AllReduceConfig(OptimizerSection):
+    """Large-batch synchronous SGD: every node's gradient is averaged by ring all-reduce."""
+
+    kind: Literal["allreduce"]
+    # linear: the lr (and its warm-up target) multiplied by the number of workers n
+    # (Goyal et al. 2017). The momentum buffer is global, as the model is.
+    lr_scaling: Literal["none", "linear"] = "none"
 
 
 def start(sim: Simulation) -> None:

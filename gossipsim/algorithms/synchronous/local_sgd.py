@@ -7,8 +7,10 @@ H is fixed or drawn per node and round (geometric).
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Literal
 
 import simpy
+from pydantic import Field
 
 from gossipsim.algorithms.synchronous.allreduce import (
     RingAllReduce,
@@ -18,7 +20,20 @@ from gossipsim.algorithms.synchronous.allreduce import (
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock, draw_local_steps
 from gossipsim.engine.executor import GlobalAverage, LocalSteps, Mix
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import LocalSGDConfig
+from gossipsim.experiment.sections import (
+    AveragingOptimizerSection,
+    FixedLocalSteps,
+    LocalStepsConfig,
+)
+
+
+class LocalSGDConfig(AveragingOptimizerSection):
+    """Local SGD: H local steps, then a global average by all-reduce, repeated."""
+
+    kind: Literal["local_sgd"]
+    local_steps: LocalStepsConfig = Field(
+        default_factory=lambda: FixedLocalSteps(kind="fixed", value=4)
+    )
 
 
 def start(sim: Simulation) -> None:

@@ -10,7 +10,7 @@ import scipy.sparse
 import simpy
 
 from gossipsim.engine.simulation import Simulation
-from gossipsim.experiment.config import FixedLocalSteps, GeometricLocalSteps
+from gossipsim.experiment.sections import FixedLocalSteps, GeometricLocalSteps
 
 ROUND_BLOCK = 64  # step times drawn ahead per node
 
