@@ -16,6 +16,7 @@ from gossipsim.engine.interpreter import start_program
 from gossipsim.engine.program import (
     FAULTS,
     NO_FAULTS,
+    Duration,
     Program,
     add_comm,
     add_comm_exchanged,
@@ -30,6 +31,7 @@ from gossipsim.engine.program import (
     log,
     mark,
     next_attempt,
+    over_link,
     pick_neighbour,
     set_attempt,
     set_steps,
@@ -41,7 +43,8 @@ from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.config import ADPSGDConfig
 
 
-def node(message_time: float) -> Program:
+def node(message_time: Duration) -> Program:
+    """``message_time``: the atomic average's duration (messages over the pair's link)."""
     return Program(
         [
             label("top", if_up("work")),
@@ -72,10 +75,7 @@ def node(message_time: float) -> Program:
 
 def program(sim: Simulation) -> Program:
     assert isinstance(sim.config.algorithm, ADPSGDConfig)
-    message_time = sim.network.message_time(
-        sim.executor.quantizer.message_bits(sim.models.shape[1])
-    )
-    return node(message_time)
+    return node(over_link(sim.executor.quantizer.message_bits(sim.models.shape[1])))
 
 
 def start(sim: Simulation) -> None:
