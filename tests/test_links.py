@@ -262,3 +262,68 @@ def test_per_link_times_under_faults_replay_the_oracle(kind, extra, fault):
     )
     run = check_same(config)
     assert sum(run[4].faults.counts.values()) > 0
+
+
+# -- synchronous rounds ----------------------------------------------------------------------
+
+
+def slow_path_config(tmp_path: Path, algorithm: dict):
+    links = tmp_path / "slow.txt"
+    links.write_text("0 1 0.1 1e3\n1 2 1.0 2e3\n")
+    return path_config(tmp_path, algorithm, **{"network.links": str(links), "stop": {"time": 9.0}})
+
+
+@pytest.mark.parametrize("variant", ["lian", "atc"])
+def test_dpsgd_rounds_take_each_nodes_sends_over_its_links(tmp_path, variant):
+    config = slow_path_config(tmp_path, {"kind": "dpsgd", "variant": variant})
+    for lean in (False, True):
+        log, _, facts, _, sim = schedule_of(config, lean=lean)
+        bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
+        # Node i: Σ_j bits/bandwidth_ij + max_j latency_ij.
+        sends = [bits / 1e3 + 0.1, bits / 1e3 + bits / 2e3 + 1.0, bits / 2e3 + 1.0]
+        if variant == "lian":  # computing (1 s) overlaps the sends
+            period = max(1.0, *sends)
+            times = sorted({t for t, op in log if isinstance(op, tuple) and op[0] == "MixGradient"})
+        else:  # steps, then the slowest node's sends
+            period = 1.0 + max(sends)
+            times = sorted({t for t, op in log if isinstance(op, tuple) and op[0] == "Mix"})
+        assert times == pytest.approx([period * (r + 1) for r in range(len(times))])
+        assert len(times) == int(9.0 // period)
+        if variant == "lian":
+            # The overlapped sends are counted when a round starts (the last one too).
+            assert facts[4] == pytest.approx(math.ceil(9.0 / period) * sum(sends))
+        else:
+            assert facts[4] == pytest.approx(len(times) * 3 * max(sends))
+
+
+def test_dpsgd_uniform_send_time_is_latency_plus_degree_messages():
+    config = make_config(**{"algorithm.kind": "dpsgd"})
+    sim = build_simulation(prepare(config))
+    from gossipsim.algorithms.gossip.dpsgd import send_times
+
+    degrees = np.array([len(t) for t in sim.neighbours])
+    bits = 100.0
+    assert (send_times(sim, bits) == 0.01 + degrees * bits / 1.0e6).all()
+
+
+@pytest.mark.parametrize("kind", ["allreduce", "local_sgd"])
+def test_allreduce_steps_wait_for_the_slowest_ring_link(tmp_path, kind):
+    config = slow_path_config(tmp_path, {"kind": kind})
+    log, _, _, _, sim = schedule_of(config, lean=False)
+    chunk = sim.network.float_bits * sim.models.shape[1] / 3
+    # Ring 0→1→2→0; 2–0 is not a topology edge: the network's numbers (0.5 s, 1e6 b/s).
+    step = max(0.1 + chunk / 1e3, 1.0 + chunk / 2e3, 0.5 + chunk / 1e6)
+    assert sim.network.allreduce_time(3, 3 * chunk) == pytest.approx(4 * step)
+    steps = getattr(config.algorithm, "local_steps", None)
+    period = (1.0 if steps is None else steps.value) + 4 * step
+    name = "AllReduceStep" if kind == "allreduce" else "GlobalAverage"
+    times = [t for t, op in log if type(op).__name__ == name]
+    assert times == pytest.approx([period * (r + 1) for r in range(len(times))])
+    assert len(times) == int(9.0 // period) >= 1
+
+
+def test_uniform_allreduce_time_is_the_ring_formula():
+    from gossipsim.system.timing import Network
+
+    net = Network(0.01, 1.0e6)
+    assert net.allreduce_time(5, 1000.0) == 2 * 4 * 0.01 + 2 * 4 / 5 * 1000.0 / 1.0e6
