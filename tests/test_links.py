@@ -327,3 +327,55 @@ def test_uniform_allreduce_time_is_the_ring_formula():
 
     net = Network(0.01, 1.0e6)
     assert net.allreduce_time(5, 1000.0) == 2 * 4 * 0.01 + 2 * 4 / 5 * 1000.0 / 1.0e6
+
+
+# -- gradient coding: each worker's link to the PS -----------------------------------------
+
+GC_LATENCY = [0.1, 0.2, 1.5]  # worker i – PS (node 3)
+
+
+def gc_run(tmp_path: Path, scheme: str, links: bool = True, **algorithm):
+    from tests.test_gradient_coding_sim import run
+
+    extra: dict = {"compute": {"kind": "constant", "mean": 1.0}, "stop": {"iterations": 4}}
+    if links:
+        path = tmp_path / "ps_links.txt"
+        path.write_text("".join(f"3 {i} {lat} inf\n" for i, lat in enumerate(GC_LATENCY)))
+        extra["network"] = {"latency": 0.05, "bandwidth": 1.0e9, "links": str(path)}
+    config = make_config(
+        **{
+            "algorithm": {
+                "kind": "gradient_coding",
+                "scheme": scheme,
+                "workers": 3,
+                "lr": 0.5,
+                **algorithm,
+            },
+            "objective.dataset.n_samples": 300,
+            **extra,
+        }
+    )
+    return run(config)
+
+
+def test_gradient_coding_waits_for_each_workers_link(tmp_path):
+    """Uncoded: the PS waits for every vector; worker i's arrives after its link's latency
+    twice (model out, vector back) plus its 1 s chunk: the slowest link sets the pace."""
+    _, sim, state = gc_run(tmp_path, "uncoded")
+    assert state.iteration_times == [2 * 1.5 + 1.0] * len(state.iteration_times)
+    # Communication time: per iteration, a model and a vector over every link.
+    done = len(state.iteration_times)
+    assert sim.comm_time == pytest.approx(done * 2 * sum(GC_LATENCY), rel=1e-9)
+
+
+def test_gradient_coding_ignores_the_slowest_link(tmp_path):
+    _, _, state = gc_run(tmp_path, "ignore_stragglers", load=2)
+    # s = 1: the fastest two vectors, over the 0.1 s and 0.2 s links.
+    assert state.iteration_times[0] == 2 * 0.2 + 1.0
+
+
+def test_gradient_coding_partial_protocol_uses_each_workers_link(tmp_path):
+    _, _, state = gc_run(tmp_path, "partial", load=2)
+    assert all(t > 2 * 0.2 + 1.0 for t in state.iteration_times)
+    _, _, plain = gc_run(tmp_path, "partial", links=False, load=2)
+    assert state.iteration_times != plain.iteration_times
