@@ -119,6 +119,13 @@ TIMING = {
             "stragglers": {"fraction": 0.25, "slowdown": 4.0, "mode": "persistent"},
         }
     },
+    "per-link": {  # every link its own latency and bandwidth (drawn per link)
+        "compute": {"kind": "exponential", "mean": 1.0},
+        "network": {
+            "latency": {"kind": "lognormal", "mean": 0.3, "sigma": 1.0},
+            "bandwidth": {"kind": "uniform", "low": 1.0e4, "high": 1.0e6},
+        },
+    },
     "pareto-epochs": {"compute": {"kind": "pareto", "mean": 1.0}, "stop": {"epochs": 2.0}},
     "shifted-interactions": {
         "compute": {"kind": "shifted_exponential", "mean": 1.0, "shift": 0.5},

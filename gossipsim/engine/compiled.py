@@ -117,8 +117,9 @@ R_STOP, R_EXTERNAL, R_NEED, R_LOGFULL, R_GROW, R_BUDGET, R_EMPTY, R_CALL = range
     AWAITS,
     AWAIT_TIMEOUTS,
     AHEAD_FULL,
+    LINK_BASE,
     N_INTS,
-) = range(34)
+) = range(35)
 # Slots of the float state vector.
 NOW, IDLE, COMM, EPOCHS_LIMIT, N_FLOATS = range(5)
 # Random values served in blocks, and durations computed by Python.
@@ -404,8 +405,8 @@ def _log(lcode, la, lb, lc, llevel, m, code, a, b, c, level):
 def run_kernel(
     I, F, ht, hs, hk, hn, sk, sn, uk, un,
     held, qhead, qtail, qnext, resume,
-    H, J, K, A, T, D, X,
-    op, arg, target, consts, node_up, degree,
+    H, J, K, A, L, T, D, X,
+    op, arg, target, consts, ltab, node_up, degree,
     factor, batch,
     tbuf, tcur, tend, pbuf, pcur, pend, gbuf, gcur, gend, scratch, preset,
     lcode, la, lb, lc, llevel, last,
@@ -421,6 +422,7 @@ def run_kernel(
     n_train = I[N_TRAIN]
     n_nodes = I[N_NODES]
     cycle = I[EXPONENT_CYCLE]
+    link_base = I[LINK_BASE]
     awaits = I[AWAITS] != 0
     await_timeouts = I[AWAIT_TIMEOUTS] != 0
     width = ahead.shape[1]
@@ -565,12 +567,18 @@ def run_kernel(
                     suspend = PAIRING
                     I[NEED_COUNT] = 1
                     break
-                J[i] = pbuf[i, pcur[i]]
+                link = nptr[i] + pbuf[i, pcur[i]]
+                J[i] = nidx[link]
+                L[i] = link
                 pcur[i] += 1
             elif code == PICK_EXPONENTIAL_PEER:
-                J[i] = (i + (1 << (K[i] % cycle))) % n_nodes
+                k = K[i] % cycle
+                J[i] = (i + (1 << k)) % n_nodes
+                L[i] = link_base + i * cycle + k
             elif code == PICK_NEXT_NEIGHBOUR:
-                J[i] = nidx[nptr[i] + K[i] % degree[i]]
+                link = nptr[i] + K[i] % degree[i]
+                J[i] = nidx[link]
+                L[i] = link
             elif code == NEXT_ITERATION:
                 K[i] += 1
             elif code == MARK:
@@ -578,7 +586,8 @@ def run_kernel(
             elif code == ADD_IDLE_SINCE_MARK:
                 idle += now - T[i]
             elif code == ADD_COMM:
-                comm += consts[arg[pc]]
+                a = arg[pc]
+                comm += consts[a] if a >= 0 else ltab[-a - 1, L[i]]
             elif code == ADD_COMM_X:
                 comm += arg[pc] * X[i]
             elif code == IF_UP or code == IF_DOWN:
@@ -660,7 +669,11 @@ def run_kernel(
                 _log(lcode, la, lb, lc, llevel, m, PUSH_SEND, i, next_message, j, level)
                 m += 1
                 mdest[slot] = j
-                mdelay[slot] = consts[arg[pc]] if code == SEND else X[i]
+                if code == SEND:
+                    a = arg[pc]
+                    mdelay[slot] = consts[a] if a >= 0 else ltab[-a - 1, L[i]]
+                else:
+                    mdelay[slot] = X[i]
                 mlevel[slot] = level
                 mid[slot] = next_message
                 mstep[slot] = K[i]
@@ -709,7 +722,8 @@ def run_kernel(
                     reason = R_GROW
                     break
                 if code == WAIT:
-                    delay = consts[arg[pc]]
+                    a = arg[pc]
+                    delay = consts[a] if a >= 0 else ltab[-a - 1, L[i]]
                 else:
                     delay = D[i] - (now - T[i])
                     if delay < 0.0:
@@ -813,7 +827,8 @@ class ProgramKernel:
         F = np.zeros(N_FLOATS, dtype=np.float64)
         I[N_TRAIN] = problem.n_train
         I[N_NODES] = n
-        I[EXPONENT_CYCLE] = max(1, math.ceil(math.log2(n))) if n > 1 else 1
+        I[EXPONENT_CYCLE] = P.exponential_cycle(n)
+        I[LINK_BASE] = resolved.exponential_base
         limit = sim.config.stop.interactions
         I[INTERACTIONS_LIMIT] = -1 if limit is None else limit
         I[FIXED_STEPS] = fixed
@@ -840,9 +855,9 @@ class ProgramKernel:
         self.qtail = np.full(n, -1, dtype=np.int64)
         self.qnext = np.full(n, -1, dtype=np.int64)
         self.resume = np.zeros(n, dtype=np.int64)
-        # Registers: H, J, K, A (integers), T, D (times).
+        # Registers: H, J, K, A, L (integers), T, D, X (times).
         self.registers = [np.ones(n, dtype=np.int64)] + [
-            np.zeros(n, dtype=np.int64) for _ in range(3)
+            np.zeros(n, dtype=np.int64) for _ in range(4)
         ]
         self.times = [np.zeros(n, dtype=np.float64) for _ in range(3)]  # T, D, X
         faults = sim.faults
@@ -864,7 +879,8 @@ class ProgramKernel:
         timing = self.timing
         self.draw: list[Callable[[int, int], np.ndarray]] = [
             lambda i, size: compute._draw(timing[i], size),
-            lambda i, size: tables[i][pairing[i].integers(len(tables[i]), size=size)],
+            # The pairing block holds positions in the neighbour table (J and L follow).
+            lambda i, size: pairing[i].integers(len(tables[i]), size=size),
         ]
         timing_width = 1 if compute._transient else width
         pairing_width = width if P.PICK_NEIGHBOUR in uses else 1
@@ -1089,7 +1105,7 @@ class ProgramKernel:
             return
         j = int(self.registers[1][i])
         X = self.times[2]
-        seconds = float(resolved.constants[resolved.arg[pc]])
+        seconds = resolved.seconds(pc, int(self.registers[4][i]))
         target = int(resolved.target[pc])
         if code == P.WAIT_UP:
             faults.wait_up(i).waiters.append((pc + 1, i))
@@ -1171,6 +1187,7 @@ class ProgramKernel:
                     self.held, self.qhead, self.qtail, self.qnext, self.resume,
                     *self.registers, *self.times,
                     resolved.op, resolved.arg, resolved.target, resolved.constants,
+                    resolved.linked,
                     self.node_up, self.degree,
                     self.factor, self.batch,
                     self.buffers[TIMING], self.cursor[TIMING], self.end[TIMING],

@@ -32,7 +32,8 @@ def exponential_peer(node: int, iteration: int, n: int) -> int:
 
 def start_program(sim: Simulation, program: P.Program) -> None:
     """Start every node of ``program``: compiled on the lean loop, SimPy processes otherwise."""
-    resolved = program.resolve(faults=sim.faults is not None)
+    links, base = P.link_slots(sim.network, sim.neighbours, program.exponential)
+    resolved = program.resolve(sim.faults is not None, sim.network, links, base)
     if program.push_sum:
         sim.executor.enable_push_sum()
     if sim.lean:
@@ -132,15 +133,25 @@ def node_process(
     arg = resolved.arg.tolist()
     target = resolved.target.tolist()
     constants = resolved.constants.tolist()
+    linked = resolved.linked.tolist()  # rows of per-link durations (none if links are alike)
     timing = sim.streams.generator("timing", i)
     steps_rng = sim.streams.generator("local_steps", i)
     pairing = sim.streams.generator("pairing", i)
     neighbours = sim.neighbours[i]
+    # Node i's link slots: its neighbour table's, then its exponential peers'.
+    first_link = sum(len(table) for table in sim.neighbours[:i])
+    cycle = P.exponential_cycle(sim.n)
+    first_peer_link = resolved.exponential_base + i * cycle
     local_steps = program.local_steps
     geometric_p = 1.0 / local_steps.mean if isinstance(local_steps, GeometricLocalSteps) else 0.0
     fixed_steps = getattr(local_steps, "value", 1)
     requests: dict[int, Any] = {}
-    H, J, K, A = 1, -1, 0, 0
+    H, J, K, A, L = 1, -1, 0, 0, 0
+
+    def seconds(pc: int) -> float:
+        a = arg[pc]
+        return constants[a] if a >= 0 else linked[-a - 1][L]
+
     T = D = X = 0.0
     pc = 0
     while True:
@@ -150,11 +161,13 @@ def node_process(
         elif code == P.SET_STEPS:
             H = arg[pc]
         elif code == P.PICK_NEIGHBOUR:
-            J = int(neighbours[pairing.integers(len(neighbours))])
+            k = int(pairing.integers(len(neighbours)))
+            J, L = int(neighbours[k]), first_link + k
         elif code == P.PICK_EXPONENTIAL_PEER:
-            J = exponential_peer(i, K, sim.n)
+            J, L = exponential_peer(i, K, sim.n), first_peer_link + K % cycle
         elif code == P.PICK_NEXT_NEIGHBOUR:
-            J = int(neighbours[K % len(neighbours)])
+            k = K % len(neighbours)
+            J, L = int(neighbours[k]), first_link + k
         elif code == P.NEXT_ITERATION:
             K += 1
         elif code == P.MARK:
@@ -164,7 +177,7 @@ def node_process(
         elif code == P.DRAW_DURATION:
             D = sim.compute.duration(i, H, env.now, timing)
         elif code == P.ADD_COMM:
-            sim.comm_time += constants[arg[pc]]
+            sim.comm_time += seconds(pc)
         elif code == P.ADD_COMM_X:
             sim.comm_time += arg[pc] * X
         elif code == P.LOG:
@@ -180,7 +193,7 @@ def node_process(
         elif code == P.SEND or code == P.SEND_X:
             message = next(messages)
             sim.submit(PushSend(i, J, message))
-            delay = constants[arg[pc]] if code == P.SEND else X
+            delay = seconds(pc) if code == P.SEND else X
             env.process(_deliver(sim, message, delay, inbox, J, K))
         elif code == P.JUMP:
             pc = target[pc]
@@ -193,7 +206,7 @@ def node_process(
         elif code == P.COMPUTE:
             yield env.timeout(sim.compute.duration(i, H, env.now, timing))
         elif code == P.WAIT:
-            yield env.timeout(constants[arg[pc]])
+            yield env.timeout(seconds(pc))
         elif code == P.WAIT_REST:
             yield env.timeout(max(0.0, D - (env.now - T)))
         elif code == P.AWAIT_MESSAGES:
@@ -211,7 +224,7 @@ def node_process(
         elif code == P.WAIT_UP:
             yield faults.wait_up(i)
         elif code == P.EXCHANGE:
-            duration = faults.exchange(i, J, constants[arg[pc]])
+            duration = faults.exchange(i, J, seconds(pc))
             if duration is not None:
                 yield env.timeout(duration)
                 if faults.reachable(i, J):
@@ -230,13 +243,13 @@ def node_process(
                 pc = target[pc]
                 continue
         elif code == P.MESSAGE:
-            delay = faults.message(i, constants[arg[pc]]) if faults.reachable(i, J) else None
-            if delay is None:
+            arrival = faults.message(i, seconds(pc)) if faults.reachable(i, J) else None
+            if arrival is None:
                 # No acknowledgement: the sender keeps what it would have sent.
                 faults.note_failed_attempt(last=True)
                 pc = target[pc]
                 continue
-            X = delay
+            X = arrival
         else:
             raise ValueError(f"program: unknown instruction {code} at {pc}")
         pc += 1

@@ -11,9 +11,9 @@ interpret the same resolved program:
   operations for the batched executor's waves (the fast path).
 
 Each node has a few registers: ``H`` (local steps of this round), ``J`` (the partner or
-peer), ``T`` (a marked instant), ``D`` (a drawn compute duration), ``X`` (the duration of
-the last exchange or message), ``K`` (the node's iteration count) and ``A`` (the attempt
-number of a retried exchange).
+peer), ``L`` (the link to ``J``, set with it by every pick), ``T`` (a marked instant),
+``D`` (a drawn compute duration), ``X`` (the duration of the last exchange or message),
+``K`` (the node's iteration count) and ``A`` (the attempt number of a retried exchange).
 
 Push-sum messages carry the sender's iteration count. ``AWAIT_MESSAGES`` blocks a node
 until it has every message sent to it up to a step (the bounded staleness of SGP); the
@@ -21,6 +21,17 @@ number it is owed comes from the deterministic peer schedule (:func:`in_schedule
 message from a later step that arrives early is added in at once, as any push-sum
 message is. With faults a node waits at most the fault timeout (counted as a timeout);
 it then stops expecting the messages still missing, and adds them in if they come later.
+
+Durations. Every instruction that takes a duration (``WAIT``, ``ADD_COMM``, ``SEND``,
+``EXCHANGE``, ``MESSAGE``) takes either a constant or :class:`OverLink`: messages of given
+sizes sent over the link to ``J``, ``latency + bits / bandwidth`` each with that link's
+values (:class:`gossipsim.system.timing.Network`). :meth:`Program.resolve` turns an
+``OverLink`` into a constant when every link is alike (so a uniform network runs exactly
+the constants it always did), and otherwise into a row of a table with one entry per link
+slot: the directed edges of the neighbour tables in order (slot ``offset[i] + k`` is the
+link from ``i`` to ``neighbours[i][k]``), then, for programs with exponential peers,
+``n·cycle`` slots (``base + i·cycle + k``: the link to the peer 2^k ahead). Both
+interpreters read ``table[row, L]``: one lookup, the same IEEE doubles.
 
 Instructions that only make sense with faults carry ``when=FAULTS`` (or ``NO_FAULTS`` for
 their fault-free counterpart); :meth:`Program.resolve` keeps the ones that apply to a run,
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -150,12 +162,39 @@ OPERATIONS = {
 ALWAYS, FAULTS, NO_FAULTS = "always", "faults", "no_faults"
 
 
+# Instructions whose argument is a duration (a constant, or messages over the link to J).
+DURATIONS = frozenset({WAIT, ADD_COMM, SEND, EXCHANGE, MESSAGE})
+
+
+@dataclass(frozen=True)
+class OverLink:
+    """Messages sent one after another over the link to ``J``, ``times`` over:
+    ``times · Σ_k (latency + bits_k / bandwidth)`` with the link's latency and bandwidth."""
+
+    bits: tuple[float, ...]
+    times: float = 1.0
+
+    def seconds(self, latency: float, bandwidth: float) -> float:
+        total = 0.0
+        for bits in self.bits:
+            total += latency + float(bits) / bandwidth
+        return total if self.times == 1.0 else self.times * total
+
+
+def over_link(*bits: float, times: float = 1.0) -> OverLink:
+    """The duration of messages of ``bits`` over the link to the partner or peer."""
+    return OverLink(tuple(float(b) for b in bits), float(times))
+
+
+Duration = float | OverLink
+
+
 @dataclass(frozen=True)
 class Instruction:
-    """One instruction: its code, an integer or constant argument, a jump target label."""
+    """One instruction: its code, an integer or duration argument, a jump target label."""
 
     op: int
-    arg: float = 0
+    arg: float | OverLink = 0
     target: str | None = None
     when: str = ALWAYS
     label: str | None = None  # a label placed on this instruction
@@ -165,17 +204,26 @@ class Instruction:
 class Resolved:
     """A program with the instructions of one run, labels turned into positions.
 
-    ``op``, ``arg`` (an integer argument or an index into ``constants``) and ``target``
-    are what both interpreters read.
+    ``op``, ``arg`` (an integer argument; for a duration an index into ``constants``, or
+    ``-(r + 1)`` for row ``r`` of ``linked``, one entry per link slot) and ``target`` are
+    what both interpreters read. ``exponential_base`` is the first link slot of the
+    exponential peers.
     """
 
     op: np.ndarray
     arg: np.ndarray
     target: np.ndarray
     constants: np.ndarray
+    linked: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))
+    exponential_base: int = 0
 
     def __len__(self) -> int:
         return int(self.op.shape[0])
+
+    def seconds(self, pc: int, link: int) -> float:
+        """The duration argument of instruction ``pc`` for a node whose ``L`` is ``link``."""
+        a = int(self.arg[pc])
+        return float(self.constants[a] if a >= 0 else self.linked[-a - 1, link])
 
     def listing(self) -> str:
         """The program as text, one instruction a line (for docs and debugging)."""
@@ -183,8 +231,9 @@ class Resolved:
         for pc in range(len(self)):
             op = int(self.op[pc])
             text = f"{pc:3d} {NAMES[op]}"
-            if op in (WAIT, ADD_COMM, SEND, EXCHANGE, MESSAGE):
-                text += f" {self.constants[self.arg[pc]]:g}"
+            if op in DURATIONS:
+                a = int(self.arg[pc])
+                text += f" {self.constants[a]:g}" if a >= 0 else f" link-table row {-a - 1}"
             elif op in (SET_STEPS, ADD_COMM_X, ACQUIRE, RELEASE, LOG, AWAIT_MESSAGES):
                 text += f" {int(self.arg[pc])}"
             if self.target[pc] >= 0:
@@ -210,8 +259,19 @@ class Program:
     buffers: bool = False
     constants: list[float] = field(default_factory=list)
 
-    def resolve(self, faults: bool) -> Resolved:
-        """The instructions that apply to a run with (or without) faults, labels resolved."""
+    def resolve(
+        self,
+        faults: bool,
+        network: Any = None,
+        links: tuple[np.ndarray, np.ndarray] | None = None,
+        exponential_base: int = 0,
+    ) -> Resolved:
+        """The instructions that apply to a run with (or without) faults, labels resolved.
+
+        ``links`` (latency and bandwidth per link slot, :func:`link_slots`) makes each
+        :class:`OverLink` a row of the link table; without it an ``OverLink`` is a constant
+        with ``network``'s latency and bandwidth (every link alike).
+        """
         keep: list[Instruction] = []
         positions: dict[str, int] = {}
         for ins in self.instructions:
@@ -221,23 +281,81 @@ class Program:
             if ins.when == ALWAYS or (ins.when == FAULTS) == faults:
                 keep.append(ins)
         constants: list[float] = []
+        rows: list[np.ndarray] = []
         op = np.zeros(len(keep), dtype=np.int64)
         arg = np.zeros(len(keep), dtype=np.int64)
         target = np.full(len(keep), -1, dtype=np.int64)
         for pc, ins in enumerate(keep):
             op[pc] = ins.op
-            if ins.op in (WAIT, ADD_COMM, SEND, EXCHANGE, MESSAGE):
-                constants.append(float(ins.arg))
+            if ins.op in DURATIONS:
+                duration = ins.arg
+                if isinstance(duration, OverLink) and links is not None:
+                    latency, bandwidth = links
+                    rows.append(
+                        np.array(
+                            [
+                                duration.seconds(a, b)
+                                for a, b in zip(latency.tolist(), bandwidth.tolist(), strict=True)
+                            ],
+                            dtype=np.float64,
+                        )
+                    )
+                    arg[pc] = -len(rows)
+                    continue
+                if isinstance(duration, OverLink):
+                    if network is None:
+                        raise ValueError("program: a duration over a link needs the network")
+                    duration = duration.seconds(network.latency, network.bandwidth)
+                constants.append(float(duration))
                 arg[pc] = len(constants) - 1
             else:
+                assert not isinstance(ins.arg, OverLink)
                 arg[pc] = int(ins.arg)
+        for pc, ins in enumerate(keep):
             if ins.target is not None:
                 if positions.get(ins.target, len(keep)) >= len(keep):
                     raise ValueError(f"program: jump to unknown label {ins.target!r}")
                 target[pc] = positions[ins.target]
         if len(keep) == 0 or keep[-1].op != JUMP:
             raise ValueError("program: a node program must end with a jump (nodes loop forever)")
-        return Resolved(op, arg, target, np.array(constants + [0.0], dtype=np.float64))
+        linked = np.vstack(rows) if rows else np.zeros((1, 1))
+        return Resolved(
+            op,
+            arg,
+            target,
+            np.array(constants + [0.0], dtype=np.float64),
+            np.ascontiguousarray(linked),
+            exponential_base,
+        )
+
+    @property
+    def exponential(self) -> bool:
+        """Whether the program picks exponential peers (they have link slots of their own)."""
+        return any(ins.op == PICK_EXPONENTIAL_PEER for ins in self.instructions)
+
+
+def exponential_cycle(n: int) -> int:
+    """⌈log2 n⌉ (at least 1): how many exponential peers a node cycles through."""
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def link_slots(
+    network: Any, neighbours: list[np.ndarray], exponential: bool
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+    """Latency and bandwidth per link slot (None when every link is alike), and the first
+    slot of the exponential peers (the neighbour tables' directed edges come first)."""
+    base = sum(len(table) for table in neighbours)
+    if network is None or network.uniform:
+        return None, base
+    latency, bandwidth = network.neighbour_links(neighbours)
+    if exponential:
+        n = len(neighbours)
+        cycle = exponential_cycle(n)
+        peers = [(i, (i + 2**k) % n) for i in range(n) for k in range(cycle)]
+        more = network.link_values(peers)
+        latency = np.concatenate([latency, more[0]])
+        bandwidth = np.concatenate([bandwidth, more[1]])
+    return (latency, bandwidth), base
 
 
 # -- the instructions as they read in an algorithm's module ------------------------------------
@@ -288,7 +406,7 @@ def draw_duration() -> Instruction:
     return Instruction(DRAW_DURATION)
 
 
-def add_comm(seconds: float, when: str = ALWAYS) -> Instruction:
+def add_comm(seconds: Duration, when: str = ALWAYS) -> Instruction:
     return Instruction(ADD_COMM, seconds, when=when)
 
 
@@ -316,7 +434,7 @@ def release(lock: int, when: str = ALWAYS) -> Instruction:
     return Instruction(RELEASE, lock, when=when)
 
 
-def send(seconds: float, when: str = ALWAYS) -> Instruction:
+def send(seconds: Duration, when: str = ALWAYS) -> Instruction:
     return Instruction(SEND, seconds, when=when)
 
 
@@ -332,7 +450,7 @@ def compute() -> Instruction:
     return Instruction(COMPUTE)
 
 
-def wait(seconds: float, when: str = ALWAYS) -> Instruction:
+def wait(seconds: Duration, when: str = ALWAYS) -> Instruction:
     return Instruction(WAIT, seconds, when=when)
 
 
@@ -352,7 +470,7 @@ def wait_up() -> Instruction:
     return Instruction(WAIT_UP, when=FAULTS)
 
 
-def exchange(seconds: float, failed: str) -> Instruction:
+def exchange(seconds: Duration, failed: str) -> Instruction:
     return Instruction(EXCHANGE, seconds, target=failed, when=FAULTS)
 
 
@@ -364,7 +482,7 @@ def next_attempt(retry: str) -> Instruction:
     return Instruction(NEXT_ATTEMPT, target=retry, when=FAULTS)
 
 
-def message(seconds: float, lost: str) -> Instruction:
+def message(seconds: Duration, lost: str) -> Instruction:
     return Instruction(MESSAGE, seconds, target=lost, when=FAULTS)
 
 

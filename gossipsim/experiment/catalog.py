@@ -240,6 +240,8 @@ def _model_rows(model: type[BaseModel]) -> list[str]:
         constraints = ", ".join(dict.fromkeys(q for p in parts for q in p.split(", ") if q))
         if any(isinstance(m, Tag) and m.tag == "schedule" for m in metadata):
             constraints += "; or a schedule section (see lr_schedules)"
+        if any(isinstance(m, Tag) and m.tag == "distribution" for m in metadata):
+            constraints += "; or a per-link distribution {kind: constant \\| lognormal \\| uniform}"
         choices = [str(a) for a in typing.get_args(field.annotation) if isinstance(a, str | int)]
         if key != "kind" and typing.get_origin(field.annotation) is typing.Literal:
             constraints = "one of " + " \\| ".join(choices)

@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -315,17 +317,93 @@ ComputeConfig = Annotated[
 ]
 
 
+class ConstantLink(Section):
+    """Every link the same ``value`` (a plain number means the same)."""
+
+    kind: Literal["constant"]
+    value: NonNegFloat
+
+
+class LognormalLink(Section):
+    """Per link, ``exp(N(mu, sigma^2))`` with ``mu = ln(mean) - sigma^2/2`` (mean ``mean``)."""
+
+    kind: Literal["lognormal"]
+    mean: PositiveFloat
+    sigma: NonNegFloat = 0.5
+
+
+class UniformLink(Section):
+    """Per link, uniform on [``low``, ``high``]."""
+
+    kind: Literal["uniform"]
+    low: NonNegFloat
+    high: NonNegFloat
+
+    @model_validator(mode="after")
+    def _order(self) -> UniformLink:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+LinkDistribution = Annotated[
+    ConstantLink | LognormalLink | UniformLink, Field(discriminator="kind")
+]
+
+
+def _link_form(value: Any) -> str:
+    return "distribution" if isinstance(value, dict | BaseModel) else "number"
+
+
+# ``network.latency`` / ``network.bandwidth``: a number (every link) or a distribution
+# drawn once per link (as ``algorithm.lr``, tags keep errors from being reported twice).
+_LATENCY_FORMS = Union[  # noqa: UP007
+    Annotated[NonNegFloat, Tag("number")], Annotated[LinkDistribution, Tag("distribution")]
+]
+_BANDWIDTH_FORMS = Union[  # noqa: UP007
+    Annotated[float, Field(gt=0), Tag("number")],
+    Annotated[LinkDistribution, Tag("distribution")],
+]
+LatencyConfig = Annotated[_LATENCY_FORMS, Discriminator(_link_form)]
+BandwidthConfig = Annotated[_BANDWIDTH_FORMS, Discriminator(_link_form)]
+
+
 class NetworkConfig(Section):
-    """Message time = latency + bits / bandwidth (seconds, bits per second).
+    """Message time over a link = latency + bits / bandwidth (seconds, bits per second).
+
+    ``latency`` and ``bandwidth`` are numbers (every link alike) or distributions drawn
+    once per link of the topology (stream ``network/links``, edges ``u < v`` in sorted
+    order): ``{kind: lognormal, mean, sigma}``, ``{kind: uniform, low, high}`` or
+    ``{kind: constant, value}``. ``links`` names a file of ``u v latency bandwidth``
+    lines (``#`` comments; each pair an edge of the run's graph) that sets the listed
+    links, both directions, over the numbers or draws; a relative path is taken from the
+    working directory, as ``topology.path``.
 
     ``float_bits`` is the width of one full-precision number on the wire: every coordinate
     of an unquantized model or gradient, a quantizer's scale, SGP's push-sum weight, a
     gradient-coding vector entry. 32 (fp32, the default) or 64 (fp64).
     """
 
-    latency: NonNegFloat = 0.0
-    bandwidth: Annotated[float, Field(gt=0)] = 1.0e9
+    latency: LatencyConfig = 0.0
+    bandwidth: BandwidthConfig = 1.0e9
+    links: str | None = None
     float_bits: Literal[32, 64] = 32
+
+    @field_validator("links")
+    @classmethod
+    def _links_exist(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"links file not found: {path}")
+        return path
+
+    @field_validator("bandwidth")
+    @classmethod
+    def _positive_bandwidth(cls, b: Any) -> Any:
+        if isinstance(b, ConstantLink | UniformLink):
+            low = b.value if isinstance(b, ConstantLink) else b.low
+            if low <= 0:
+                raise ValueError("every link needs a bandwidth > 0")
+        return b
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,10 +704,12 @@ def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]
     pending_union: dict[str, type[BaseModel]] | None = None
     lr_form = False
     for item in loc:
-        if lr_form and item in ("number", "schedule"):
-            # The lr field's form tag: a number has nothing inside, a schedule is a union.
+        if lr_form and item in ("number", "schedule", "distribution"):
+            # A number-or-section field's form tag: a number has nothing inside, the
+            # section (a schedule, a link distribution) is a union.
             lr_form = False
-            pending_union = _union_members(LrScheduleConfig) if item == "schedule" else None
+            inner = LinkDistribution if item == "distribution" else LrScheduleConfig
+            pending_union = _union_members(inner) if item != "number" else None
             continue
         lr_form = False
         if pending_union is not None and isinstance(item, str) and item in pending_union:
@@ -643,7 +723,7 @@ def _resolve_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[BaseModel]
             continue
         field = model.model_fields[item]
         annotation: Any = field.annotation
-        if annotation == LR_FORMS:
+        if annotation in (LR_FORMS, _LATENCY_FORMS, _BANDWIDTH_FORMS):
             lr_form, model = True, None
             continue
         if field.discriminator and isinstance(annotation, type):  # a one-member union collapses

@@ -31,7 +31,7 @@ from gossipsim.experiment.sections import NoQuantizer
 from gossipsim.system.faults import FaultModel
 from gossipsim.system.quantize import make_quantizer
 from gossipsim.system.rng import Streams
-from gossipsim.system.timing import ComputeModel, Network
+from gossipsim.system.timing import ComputeModel, Network, read_links
 from gossipsim.system.topology import build_graph, spectral_gap
 
 #: The error text of a diverged run (it has no exception; its metrics became non-finite).
@@ -103,12 +103,40 @@ def prepare(config: RunConfig) -> Prepared:
             heterogeneity=comp.heterogeneity.model_dump(),
             stragglers=comp.stragglers.model_dump(),
         )
-        network = Network(
-            config.network.latency, config.network.bandwidth, config.network.float_bits
-        )
     except ValueError as exc:
         raise _located(config, "compute", exc) from None
+    try:
+        network = build_network(config, graph, streams)
+    except ValueError as exc:
+        raise _located(config, "network", exc) from None
     return Prepared(config, streams, graph, problem, compute, network, spectral_gap(graph))
+
+
+def build_network(config: RunConfig, graph: nx.Graph, streams: Streams) -> Network:
+    """The run's network: its numbers or per-link draws, then the links file's values.
+
+    Distributions are drawn for the edges of ``graph`` (sorted, stream ``network/links``);
+    a pair ``u < v`` off the graph that an algorithm uses draws from its own stream
+    (``network/links/pair/node <u·N + v>``) when first asked for. The links file is read
+    and checked against ``graph`` here, before any work.
+    """
+    net = config.network
+    network = Network(_plain(net.latency), _plain(net.bandwidth), net.float_bits)
+    if not network.uniform or net.links is not None:
+        network.draw_links(
+            graph.edges(),
+            streams.generator("network/links"),
+            lambda keys: streams.generators_at("network/links/pair", keys),
+            graph.number_of_nodes(),
+        )
+    if net.links is not None:
+        network.set_links(read_links(net.links, graph))
+    return network
+
+
+def _plain(value: Any) -> Any:
+    """A config's number, or its distribution section as a mapping."""
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 def optimizer_of(algorithm: Any, n: int) -> Optimizer:

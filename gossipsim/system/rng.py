@@ -136,6 +136,16 @@ class Streams:
         # PCG64 takes any ISeedSequence; numpy's stubs name only SeedSequence.
         return [np.random.Generator(np.random.PCG64(_DerivedState(row))) for row in states]  # type: ignore[arg-type]
 
+    def generators_at(self, purpose: str, indices: list[int]) -> list[np.random.Generator]:
+        """``generator(purpose, k)`` for every ``k`` of ``indices``, derived at once."""
+        if not indices:
+            return []
+        keys = np.array(
+            [_name_key(stream_name(purpose, k)) for k in indices], dtype=np.uint32
+        ).reshape(len(indices), 2)
+        states = _seed_states(self.seed, keys)
+        return [np.random.Generator(np.random.PCG64(_DerivedState(row))) for row in states]  # type: ignore[arg-type]
+
     def child(self, index: int) -> Streams:
         """Streams of replicate ``index`` (independent of the parent's streams)."""
         entropy = np.random.SeedSequence(self.seed, spawn_key=(0x5EED, index)).generate_state(2)

@@ -5,11 +5,20 @@ stragglers) and the latency/bandwidth cost of messages.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["COMPUTE_KINDS", "ComputeModel", "Network", "TimingError"]
+__all__ = [
+    "COMPUTE_KINDS",
+    "ComputeModel",
+    "LinksError",
+    "Network",
+    "TimingError",
+    "read_links",
+]
 
 COMPUTE_KINDS = ("constant", "exponential", "shifted_exponential", "lognormal", "pareto")
 HETEROGENEITY_KINDS = ("none", "lognormal", "uniform")
@@ -276,42 +285,211 @@ class ComputeModel:
         return float(self.expected_step_times().mean())
 
 
+LINK_KINDS = ("constant", "lognormal", "uniform")
+
+
+def _link_spec(field: str, spec: Any, minimum: float, strict: bool) -> tuple[float, dict | None]:
+    """A latency or bandwidth config: ``(value of a link without a draw, distribution)``.
+
+    A number (or ``{kind: constant, value}``) is every link's value and no distribution;
+    ``lognormal`` (``mean``, ``sigma``) and ``uniform`` (``low``, ``high``) are drawn per
+    link, and the number returned is their mean.
+    """
+
+    def check(name: str, v: Any) -> float:
+        f = _number(f"{field}.{name}" if name else field, v)
+        if (f <= minimum) if strict else (f < minimum):
+            raise TimingError(
+                f"{field}{'.' + name if name else ''} must be {'>' if strict else '>='} "
+                f"{minimum:g}, got {v!r}"
+            )
+        if name and not math.isfinite(f):
+            raise TimingError(f"{field}.{name} must be finite, got {v!r}")
+        return f
+
+    if not isinstance(spec, dict):
+        value = check("", spec)
+        if field.endswith("latency") and not math.isfinite(value):
+            raise TimingError(f"{field} must be finite, got {spec!r}")
+        return value, None
+    kind = spec.get("kind")
+    if kind not in LINK_KINDS:
+        raise TimingError(f"{field}.kind: unknown kind {kind!r}; valid: {', '.join(LINK_KINDS)}")
+    if kind == "constant":
+        _check_keys(field, spec, {"kind", "value"})
+        return check("value", spec.get("value")), None
+    if kind == "lognormal":
+        _check_keys(field, spec, {"kind", "mean", "sigma"})
+        mean = _finite(f"{field}.mean", spec.get("mean"))
+        if mean <= 0:
+            raise TimingError(f"{field}.mean must be > 0, got {spec.get('mean')!r}")
+        sigma = _finite(f"{field}.sigma", spec.get("sigma", 0.5))
+        if sigma < 0:
+            raise TimingError(f"{field}.sigma must be >= 0, got {spec.get('sigma')!r}")
+        return mean, {"kind": kind, "mean": mean, "sigma": sigma}
+    _check_keys(field, spec, {"kind", "low", "high"})
+    low, high = check("low", spec.get("low")), check("high", spec.get("high"))
+    if high < low:
+        raise TimingError(f"{field}.high must be >= {field}.low = {low}, got {high!r}")
+    return 0.5 * (low + high), {"kind": kind, "low": low, "high": high}
+
+
+def _draw_links(spec: dict, rng: np.random.Generator, size: int) -> np.ndarray:
+    if spec["kind"] == "lognormal":
+        sigma = spec["sigma"]
+        return rng.lognormal(math.log(spec["mean"]) - 0.5 * sigma * sigma, sigma, size=size)
+    return rng.uniform(spec["low"], spec["high"], size=size)
+
+
+def _draw_one(spec: dict, rng: np.random.Generator) -> float:
+    return float(_draw_links(spec, rng, 1)[0])
+
+
 class Network:
-    """Point-to-point message cost: ``latency + bits / bandwidth`` (seconds, bits/second).
+    """Point-to-point message cost over a link: ``latency + bits / bandwidth`` (seconds,
+    bits/second).
+
+    ``latency`` and ``bandwidth`` are numbers (every link alike: the network is
+    :attr:`uniform`) or distributions (``{"kind": "lognormal", "mean", "sigma"}``,
+    ``{"kind": "uniform", "low", "high"}``; ``{"kind": "constant", "value"}`` is a number)
+    drawn once per link by :meth:`draw_links`. :meth:`set_links` gives listed links their
+    own values (a links file). A link is an unordered pair: both directions cost the same.
+    A pair that has no values of its own (a link off the topology that an algorithm uses,
+    e.g. all-reduce's ring or SGP's exponential peers) gets them on first use through
+    :meth:`link_values`: drawn from a stream of its own (whatever the order of use), or
+    the numbers.
 
     ``float_bits`` (32 or 64) is the width of one full-precision number on the wire; the
     algorithms size their unquantized payloads (model and gradient vectors, push-sum
     weights, coded vectors) with it.
     """
 
-    def __init__(
-        self, latency: float = 0.0, bandwidth: float = math.inf, float_bits: int = 32
-    ) -> None:
+    def __init__(self, latency: Any = 0.0, bandwidth: Any = math.inf, float_bits: int = 32) -> None:
         if isinstance(float_bits, bool) or float_bits not in (32, 64):
             raise TimingError(f"network.float_bits must be 32 or 64, got {float_bits!r}")
         self.float_bits = int(float_bits)
-        self.latency = _finite("network.latency", latency)
-        if self.latency < 0:
-            raise TimingError(f"network.latency must be >= 0, got {latency!r}")
-        self.bandwidth = _number("network.bandwidth", bandwidth)
-        if self.bandwidth <= 0:
-            raise TimingError(f"network.bandwidth must be > 0, got {bandwidth!r}")
+        # The numbers (or the distributions' means) are the values of a link without its own.
+        self.latency, self._latency_law = _link_spec("network.latency", latency, 0.0, False)
+        self.bandwidth, self._bandwidth_law = _link_spec("network.bandwidth", bandwidth, 0.0, True)
+        self._links: dict[tuple[int, int], tuple[float, float]] = {}
+        self._extra: Callable[[list[int]], list[np.random.Generator]] | None = None
+        self._n = 0
+        self._from_file = False
 
-    def message_time(self, bits: float) -> float:
-        """Time to deliver a message of ``bits`` bits."""
+    @property
+    def uniform(self) -> bool:
+        """Whether every link has the same latency and bandwidth (no draws, no links file)."""
+        return self._latency_law is None and self._bandwidth_law is None and not self._from_file
+
+    # -- per-link values ------------------------------------------------------------------
+
+    def draw_links(
+        self,
+        edges: Any,
+        rng: np.random.Generator,
+        extra: Callable[[list[int]], list[np.random.Generator]] | None = None,
+        n: int = 0,
+    ) -> None:
+        """Draw the latency and bandwidth of every edge (those that are distributions).
+
+        Edges go in sorted order of ``(u, v)`` with ``u < v``; all latencies are drawn,
+        then all bandwidths, so the values depend only on the seed and the edge set.
+        ``extra(keys)`` gives the generators of pairs off the edges (key ``u·n + v``): such
+        a pair draws its latency, then its bandwidth, from its own stream, whenever and in
+        whatever order it is first asked for.
+        """
+        pairs = sorted({(min(u, v), max(u, v)) for u, v in edges})
+        self._extra = extra
+        self._n = n
+        m = len(pairs)
+        lat: list[float] = [self.latency] * m
+        bw: list[float] = [self.bandwidth] * m
+        if self._latency_law is not None:
+            lat = _draw_links(self._latency_law, rng, m).tolist()
+        if self._bandwidth_law is not None:
+            bw = _draw_links(self._bandwidth_law, rng, m).tolist()
+        for pair, a, b in zip(pairs, lat, bw, strict=True):
+            self._links[pair] = (a, b)
+
+    def _assign_extra(self, pairs: list[tuple[int, int]]) -> None:
+        """Values of pairs off the drawn edges: each from its own stream, or the numbers."""
+        if not pairs:
+            return
+        if self._extra is None:
+            for pair in pairs:
+                self._links[pair] = (self.latency, self.bandwidth)
+            return
+        for pair, rng in zip(pairs, self._extra([u * self._n + v for u, v in pairs]), strict=True):
+            a = self.latency if self._latency_law is None else _draw_one(self._latency_law, rng)
+            b = (
+                self.bandwidth
+                if self._bandwidth_law is None
+                else _draw_one(self._bandwidth_law, rng)
+            )
+            self._links[pair] = (a, b)
+
+    def set_links(self, links: dict[tuple[int, int], tuple[float, float]]) -> None:
+        """Give links their own ``(latency, bandwidth)`` (both directions), over any draw."""
+        for (u, v), values in links.items():
+            self._links[(min(u, v), max(u, v))] = (float(values[0]), float(values[1]))
+        self._from_file = self._from_file or bool(links)
+
+    def link(self, u: int, v: int) -> tuple[float, float]:
+        """``(latency, bandwidth)`` of the link between ``u`` and ``v``."""
+        pair = (u, v) if u < v else (v, u)
+        values = self._links.get(pair)
+        if values is None:
+            self.link_values([pair])
+            values = self._links[pair]
+        return values
+
+    def link_values(self, pairs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Latencies and bandwidths of the links ``(u, v)`` of ``pairs``, in their order.
+
+        Pairs without values of their own get them now (sorted, from the extra stream).
+        """
+        pairs = [(int(u), int(v)) for u, v in pairs]
+        missing = sorted({(min(p), max(p)) for p in pairs} - set(self._links))
+        self._assign_extra(missing)
+        values = [self._links[(min(p), max(p))] for p in pairs]
+        lat = np.array([v[0] for v in values], dtype=np.float64)
+        bw = np.array([v[1] for v in values], dtype=np.float64)
+        return lat, bw
+
+    def neighbour_links(self, neighbours: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Latency and bandwidth per directed edge, aligned with the neighbour tables:
+        entry ``offset[i] + k`` is the link from ``i`` to ``neighbours[i][k]``, where
+        ``offset`` is the running sum of the table lengths."""
+        return self.link_values(
+            [(i, int(j)) for i, table in enumerate(neighbours) for j in table.tolist()]
+        )
+
+    # -- message times --------------------------------------------------------------------
+
+    def message_time(self, bits: float, u: int | None = None, v: int | None = None) -> float:
+        """Time to deliver a message of ``bits`` bits (over the link ``u``–``v`` if given)."""
         if bits < 0:
             raise ValueError(f"bits must be >= 0, got {bits}")
-        return self.latency + float(bits) / self.bandwidth
+        if u is None or v is None or self.uniform:
+            return self.latency + float(bits) / self.bandwidth
+        latency, bandwidth = self.link(u, v)
+        return latency + float(bits) / bandwidth
 
     def allreduce_time(self, n: int, bits: float) -> float:
-        """Ring all-reduce of a ``bits``-bit vector over ``n`` nodes.
+        """Ring all-reduce of a ``bits``-bit vector over ``n`` nodes (the ring 0→1→…→n−1→0).
 
-        Reduce-scatter then all-gather: 2(n−1) sequential steps, each a latency plus a
-        1/n slice of the vector: 2(n−1)·latency + 2(n−1)/n·bits/bandwidth.
+        Reduce-scatter then all-gather: 2(n−1) sequential steps; in each, every node sends
+        a 1/n slice of the vector to its successor, and the step ends when the slowest ring
+        link has delivered: 2(n−1)·max over ring links of (latency + bits/n/bandwidth). With
+        uniform links that is 2(n−1)·latency + 2(n−1)/n·bits/bandwidth.
         """
         if n < 2:
             return 0.0
-        return 2 * (n - 1) * self.latency + 2 * (n - 1) / n * float(bits) / self.bandwidth
+        if self.uniform:
+            return 2 * (n - 1) * self.latency + 2 * (n - 1) / n * float(bits) / self.bandwidth
+        lat, bw = self.link_values([(i, (i + 1) % n) for i in range(n)])
+        step = float(np.max(lat + (float(bits) / n) / bw))
+        return 2 * (n - 1) * step
 
     @staticmethod
     def allreduce_bits_per_node(n: int, bits: float) -> float:
@@ -321,5 +499,60 @@ class Network:
     def __repr__(self) -> str:
         return (
             f"Network(latency={self.latency}, bandwidth={self.bandwidth}, "
-            f"float_bits={self.float_bits})"
+            f"float_bits={self.float_bits}, uniform={self.uniform})"
         )
+
+
+class LinksError(ValueError):
+    """A links file that cannot be read or holds an invalid line."""
+
+
+def read_links(
+    path: str | Path, graph: Any, field: str = "network.links"
+) -> dict[tuple[int, int], tuple[float, float]]:
+    """Read a links file: ``u v latency bandwidth`` per line (whitespace separated, ``#``
+    comments and blank lines skipped), each an edge of ``graph`` (nodes ``0..N−1``).
+
+    Raises :class:`LinksError` naming ``file:line`` (prefixed with ``field``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LinksError(f"{field}: links file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LinksError(f"{field}: cannot read links file {path}: {exc}") from None
+    n = graph.number_of_nodes()
+    links: dict[tuple[int, int], tuple[float, float]] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{field}: {path}:{lineno}"
+        parts = line.split()
+        if len(parts) != 4:
+            raise LinksError(
+                f"{where}: expected 'u v latency bandwidth', got {len(parts)} field(s): "
+                f"{raw.strip()!r}"
+            )
+        try:
+            u, v = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise LinksError(f"{where}: node ids must be integers, got {raw.strip()!r}") from None
+        try:
+            latency, bandwidth = float(parts[2]), float(parts[3])
+        except ValueError:
+            raise LinksError(
+                f"{where}: latency and bandwidth must be numbers, got {raw.strip()!r}"
+            ) from None
+        for node in (u, v):
+            if not 0 <= node < n:
+                raise LinksError(f"{where}: node id {node} out of range 0..{n - 1}")
+        if not (math.isfinite(latency) and latency >= 0):
+            raise LinksError(f"{where}: latency must be finite and >= 0, got {parts[2]}")
+        if not bandwidth > 0:  # also NaN
+            raise LinksError(f"{where}: bandwidth must be > 0, got {parts[3]}")
+        if not graph.has_edge(u, v):
+            raise LinksError(f"{where}: {u}–{v} is not an edge of the run's topology")
+        links[(min(u, v), max(u, v))] = (latency, bandwidth)
+    return links

@@ -22,16 +22,12 @@ from tests.oracle.common import pairwise_exchange, random_neighbour
 
 def start(sim: Simulation) -> None:
     assert isinstance(sim.config.algorithm, ADPSGDConfig)
-    message_time = sim.network.message_time(
-        sim.executor.quantizer.message_bits(sim.models.shape[1])
-    )
+    bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
     for node in range(sim.n):
-        sim.env.process(node_process(sim, node, message_time))
+        sim.env.process(node_process(sim, node, bits))
 
 
-def node_process(
-    sim: Simulation, i: int, message_time: float
-) -> Generator[simpy.Event, object, None]:
+def node_process(sim: Simulation, i: int, bits: float) -> Generator[simpy.Event, object, None]:
     env = sim.env
     timing = sim.streams.generator("timing", i)
     pairing = sim.streams.generator("pairing", i)
@@ -41,6 +37,7 @@ def node_process(
             sim.submit(GradientSnapshot(i))
             compute = sim.compute.duration(i, 1, env.now, timing)
             j = random_neighbour(sim, i, pairing)
+            message_time = sim.network.message_time(bits, i, j)  # over the pair's link
             # The average completes after one message time; the gradient when compute is done.
             started = env.now
             yield env.timeout(message_time)
@@ -64,6 +61,7 @@ def node_process(
         for attempt in range(attempts):
             j = random_neighbour(sim, i, pairing)
             last = attempt == attempts - 1
+            message_time = sim.network.message_time(bits, i, j)
             duration = yield from pairwise_exchange(sim, i, j, message_time, last)
             if duration is None:
                 continue

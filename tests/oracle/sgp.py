@@ -35,12 +35,11 @@ def start(sim: Simulation) -> None:
     sim.executor.enable_push_sum()
     # The pushed numerator and the pushed weight (one full-precision float).
     message_bits = sim.executor.quantizer.message_bits(sim.models.shape[1]) + sim.network.float_bits
-    message_time = sim.network.message_time(message_bits)
     message_ids = itertools.count()
     waits = None if config.overlap == "unbounded" else Waits(sim, config.peers)
     for node in range(sim.n):
         sim.env.process(
-            node_process(sim, node, message_time, message_ids, config.peers, config.overlap, waits)
+            node_process(sim, node, message_bits, message_ids, config.peers, config.overlap, waits)
         )
 
 
@@ -113,7 +112,7 @@ class Waits:
 def node_process(
     sim: Simulation,
     i: int,
-    message_time: float,
+    message_bits: float,
     message_ids: itertools.count,
     peers: str,
     overlap: int | str,
@@ -137,6 +136,7 @@ def node_process(
         sim.submit(PushSumStep(i))
         sim.count_local_steps(i, 1)
         peer = peer_of(sim, peers, i, iteration)
+        message_time = sim.network.message_time(message_bits, i, peer)  # over that link
         delay = message_time
         if faults is not None:
             delay = faults.message(i, message_time) if faults.reachable(i, peer) else None

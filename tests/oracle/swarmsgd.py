@@ -28,18 +28,15 @@ def start(sim: Simulation) -> None:
     """Start one process per node."""
     config = sim.config.algorithm
     assert isinstance(config, SwarmSGDConfig)
-    message_time = sim.network.message_time(
-        sim.executor.quantizer.message_bits(sim.models.shape[1])
-    )
+    bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
     locks = [simpy.Resource(sim.env, capacity=1) for _ in range(sim.n)]
     if config.nonblocking:
         # The read request names the buffer and carries no model: a one-word header.
-        request_time = sim.network.message_time(sim.network.float_bits)
         for node in range(sim.n):
-            sim.env.process(nonblocking_node(sim, config, node, request_time, message_time))
+            sim.env.process(nonblocking_node(sim, config, node, sim.network.float_bits, bits))
         return
     for node in range(sim.n):
-        sim.env.process(blocking_node(sim, config, node, locks, message_time))
+        sim.env.process(blocking_node(sim, config, node, locks, bits))
 
 
 def blocking_node(
@@ -47,7 +44,7 @@ def blocking_node(
     config: SwarmSGDConfig,
     i: int,
     locks: list[simpy.Resource],
-    message_time: float,
+    bits: float,
 ) -> Generator[simpy.Event, object, None]:
     """A node of blocking SwarmSGD.
 
@@ -75,6 +72,7 @@ def blocking_node(
             sim.count_local_steps(i, steps)
         for attempt in range(attempts):
             j = random_neighbour(sim, i, pairing)
+            message_time = sim.network.message_time(bits, i, j)  # over the pair's link
             first, second = (i, j) if i < j else (j, i)
             waiting_since = env.now
             with locks[first].request() as lock_first:
@@ -97,15 +95,15 @@ def nonblocking_node(
     sim: Simulation,
     config: SwarmSGDConfig,
     i: int,
-    request_time: float,
-    message_time: float,
+    request_bits: float,
+    bits: float,
 ) -> Generator[simpy.Event, object, None]:
     """A node of non-blocking SwarmSGD: it never waits for its partner's computation.
 
-    After its local steps it asks for the partner's buffer (a request of ``request_time``),
-    waits for the reply (the buffer, ``message_time``), and sends the average back to the
-    partner's buffer (``message_time``) without waiting for that write. The exchange is
-    applied atomically when the reply arrives. Communication time counts all three.
+    After its local steps it asks for the partner's buffer (a request of ``request_bits``),
+    waits for the reply (the buffer, ``bits``), and sends the average back to the
+    partner's buffer (``bits``) without waiting for that write, all over the pair's link.
+    The exchange is applied atomically when the reply arrives. Communication time counts all three.
     """
     env = sim.env
     timing = sim.streams.generator("timing", i)
@@ -126,6 +124,8 @@ def nonblocking_node(
         for attempt in range(attempts):
             j = random_neighbour(sim, i, pairing)
             last = attempt == attempts - 1
+            request_time = sim.network.message_time(request_bits, i, j)
+            message_time = sim.network.message_time(bits, i, j)
             # Request out, reply back: one round trip the node waits for (under faults,
             # either message may be lost and a spike stretches the round trip).
             round_trip = request_time + message_time

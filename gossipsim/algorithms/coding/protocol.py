@@ -93,6 +93,7 @@ from gossipsim.algorithms.coding.schedule import (
     BROADCAST,
     CODED,
     KIND_CODES,
+    KIND_NAMES,
     REPORT,
     SIGNAL,
     MessageTimes,
@@ -347,11 +348,22 @@ class GradientCoding:
         word = net.float_bits
         model_bits = word * d
         vector_bits = coded_bits(d, self.parts, word)
+        if net.uniform:
+            times: list[float | np.ndarray] = [
+                net.message_time(bits) for bits in (model_bits, word, word * self.n, vector_bits)
+            ]
+        else:
+            # Each worker's messages go over its own link to the PS (node n of the star).
+            latency, bandwidth = net.link_values([(self.n, i) for i in range(self.n)])
+            times = [
+                latency + float(bits) / bandwidth
+                for bits in (model_bits, word, word * self.n, vector_bits)
+            ]
         self.net = MessageTimes(
-            model=net.message_time(model_bits),
-            report=net.message_time(word),
-            signal=net.message_time(word * self.n),
-            coded=net.message_time(vector_bits),
+            model=times[0],
+            report=times[1],
+            signal=times[2],
+            coded=times[3],
             model_bits=model_bits,
             report_bits=word,
             signal_bits=word * self.n,
@@ -359,13 +371,14 @@ class GradientCoding:
         )
         self.timing = sim.streams.generators("timing", self.n)
         self._message_times = np.zeros(len(KIND_CODES))
-        for kind, seconds in (
-            (BROADCAST, self.net.model),
-            (REPORT, self.net.report),
-            (SIGNAL, self.net.signal),
-            (CODED, self.net.coded),
-        ):
-            self._message_times[KIND_CODES[kind]] = seconds
+        if not self.net.per_worker:  # else the message rows carry their seconds
+            for kind, seconds in (
+                (BROADCAST, self.net.model),
+                (REPORT, self.net.report),
+                (SIGNAL, self.net.signal),
+                (CODED, self.net.coded),
+            ):
+                self._message_times[KIND_CODES[kind]] = seconds
         self._buffer = np.zeros((self.n, 0))
         self._buffer_used = 0
         compute = sim.compute
@@ -504,7 +517,7 @@ class GradientCoding:
 
     def draw_durations(
         self,
-        start: float,
+        start: float | np.ndarray,
         compute: ComputeModel | None = None,
         rngs: list[np.random.Generator] | None = None,
         reached: np.ndarray | None = None,
@@ -519,7 +532,7 @@ class GradientCoding:
             return self._buffered_durations(rngs)
         D = np.full((self.n, self.load), np.nan)
         for i in range(self.n):
-            now = start
+            now = float(start[i]) if isinstance(start, np.ndarray) else start
             for slot in range(self.load):
                 if reached is not None and not reached[i, slot]:
                     break
@@ -540,7 +553,7 @@ class GradientCoding:
         self._buffer_used = used + self.load
         return self._buffer[:, used : used + self.load]
 
-    def plan_iteration(self, start: float) -> Schedule:
+    def plan_iteration(self, start: float | np.ndarray) -> Schedule:
         """Draw the iteration's slot durations and compute its schedule.
 
         Without transient stragglers every worker draws all ``load`` slots (the fixed pattern
@@ -562,7 +575,7 @@ class GradientCoding:
             raise RuntimeError("transient straggler draws differ between probe and run")
         return schedule
 
-    def crash_stragglers(self, D: np.ndarray, start: float) -> np.ndarray:
+    def crash_stragglers(self, D: np.ndarray, start: float | np.ndarray) -> np.ndarray:
         """A worker that is down, or crashes for good during the iteration, is a full
         straggler from then on: the chunks it would finish later never finish."""
         faults = self.sim.faults
@@ -570,8 +583,9 @@ class GradientCoding:
             return D
         D = D.copy()
         for worker in range(self.n):
-            stop = faults.stops_at(worker, start)
-            finish = start + np.cumsum(D[worker])
+            begin = float(start[worker]) if isinstance(start, np.ndarray) else start
+            stop = faults.stops_at(worker, begin)
+            finish = begin + np.cumsum(D[worker])
             D[worker, finish > stop] = np.inf
         return D
 
@@ -661,7 +675,10 @@ class GradientCoding:
         table_m = np.zeros((message.shape[0], 8))
         table_m[:, 3] = counts
         table_m[:, 4] = counts * message[:, 3]
-        table_m[:, 5] = counts * self._message_times[codes]
+        if message.shape[1] > 4:  # per-link times: each row's own seconds
+            table_m[:, 5] = message[:, 4]
+        else:
+            table_m[:, 5] = counts * self._message_times[codes]
         table_m[:, 6] = counts * (codes == KIND_CODES[REPORT])
         table_m[:, 7] = counts * (codes == KIND_CODES[CODED])
         times = np.concatenate([chunk[:, 0], message[:, 0]])
@@ -716,7 +733,16 @@ class GradientCoding:
         events: list[tuple[float, int, tuple]] = [
             (t, 0, (worker, slot, wasted)) for t, worker, slot, wasted in schedule.chunk_events
         ]
-        events += [(t, 1, (kind, count, bits)) for t, kind, count, bits in schedule.messages]
+        if schedule.message_array.shape[1] > 4:  # per-link times: each row's own seconds
+            events += [
+                (t, 1, (KIND_NAMES[int(code)], int(count), int(bits), seconds))
+                for t, code, count, bits, seconds in schedule.message_rows.tolist()
+            ]
+        else:
+            events += [
+                (t, 1, (kind, count, bits, count * message_time[kind]))
+                for t, kind, count, bits in schedule.messages
+            ]
         events.sort(key=lambda e: (e[0], e[1]))
         for t, tag, payload in events:
             if t0 + t > env.now:
@@ -730,10 +756,10 @@ class GradientCoding:
                 if stop.epochs is not None and sim.epochs >= stop.epochs:
                     sim.request_stop("epochs")
             else:
-                kind, count, bits = payload
+                kind, count, bits, seconds = payload
                 counters.messages += count
                 counters.bits += count * bits
-                sim.comm_time += count * message_time[kind]
+                sim.comm_time += seconds
                 if kind == REPORT:
                     self.report_messages += count
                 elif kind == CODED:

@@ -52,16 +52,26 @@ def coded_bits(d: int, parts: int = 1, float_bits: int = 32) -> int:
 
 @dataclass(frozen=True)
 class MessageTimes:
-    """Delivery time and size of each kind of message."""
+    """Delivery time and size of each kind of message.
 
-    model: float
-    report: float
-    signal: float
-    coded: float
+    The times are numbers (every PS–worker link alike) or, with per-link networks, arrays
+    with one entry per worker (over that worker's link to the PS); :attr:`per_worker` tells.
+    Message rows then carry a fifth column, the seconds they take in all (for the
+    communication-time counter).
+    """
+
+    model: float | np.ndarray
+    report: float | np.ndarray
+    signal: float | np.ndarray
+    coded: float | np.ndarray
     model_bits: int
     report_bits: int
     signal_bits: int
     coded_bits: int
+
+    @property
+    def per_worker(self) -> bool:
+        return isinstance(self.model, np.ndarray)
 
     @classmethod
     def zero(cls, n: int = 1, d: int = 1, parts: int = 1, float_bits: int = 32) -> MessageTimes:
@@ -76,6 +86,20 @@ class MessageTimes:
             float_bits * n,
             coded_bits(d, parts, float_bits),
         )
+
+
+def _col(x: float | np.ndarray) -> float | np.ndarray:
+    """A per-worker time as a column (it broadcasts over slots); a number as it is."""
+    return x[:, None] if isinstance(x, np.ndarray) else x
+
+
+def _of(x: float | np.ndarray, i: int) -> float:
+    return float(x[i]) if isinstance(x, np.ndarray) else x
+
+
+def _total(x: float | np.ndarray, n: int) -> float:
+    """Seconds of one message to every worker."""
+    return float(np.sum(x)) if isinstance(x, np.ndarray) else n * x
 
 
 #: Message kinds as codes in the arrays, in the (alphabetical) order of their names, so
@@ -107,7 +131,8 @@ class Schedule:
     decoding: Decoding | None = None  # fr / cr
     state: np.ndarray | None = None  # partial: the state vector at the snapshot
     snapshot_time: float = math.nan  # partial: when the PS sent encode-and-transmit
-    stop_time: float = math.inf  # when workers stop computing (next model / the signal)
+    # When workers stop computing (next model / the signal): per worker with per-link times.
+    stop_time: float | np.ndarray = math.inf
     slots: int = 0  # slots a worker may process this iteration (1 for the uncoded baselines)
     chunk_array: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     message_array: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
@@ -116,11 +141,17 @@ class Schedule:
         """Set the chunk events (any order; the list view sorts them)."""
         self.chunk_array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
-    def set_messages(self, rows: list[tuple[float, str, int, int]] | np.ndarray) -> None:
-        """Set the messages (any order; the list view sorts them)."""
+    def set_messages(self, rows: list[tuple] | np.ndarray, columns: int = 4) -> None:
+        """Set the messages (any order; the list view sorts them). ``columns = 5``: each row
+        also has the seconds its messages take in all (per-link networks)."""
         if isinstance(rows, list):
-            rows = np.array([(t, KIND_CODES[k], c, b) for t, k, c, b in rows], dtype=float)
-        self.message_array = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+            rows = np.array([(r[0], KIND_CODES[r[1]], *r[2:]) for r in rows], dtype=float)
+        self.message_array = np.asarray(rows, dtype=np.float64).reshape(-1, columns)
+
+    @property
+    def message_rows(self) -> np.ndarray:
+        """The message rows (all their columns), sorted."""
+        return _sorted_rows(self.message_array)
 
     @property
     def chunk_events(self) -> list[tuple[float, int, int, bool]]:
@@ -133,13 +164,13 @@ class Schedule:
         """``(send time, kind, number of messages, bits each)``, sorted."""
         return [
             (t, KIND_NAMES[int(code)], int(count), int(bits))
-            for t, code, count, bits in _sorted_rows(self.message_array).tolist()
+            for t, code, count, bits, *_ in _sorted_rows(self.message_array).tolist()
         ]
 
-    def reached(self, D: np.ndarray, start: float) -> np.ndarray:
+    def reached(self, D: np.ndarray, start: float | np.ndarray) -> np.ndarray:
         """``(n, slots)`` bool: slot started before the workers stop (its duration matters)."""
-        starts = start + np.cumsum(D, axis=1) - D
-        reached = starts < self.stop_time
+        starts = _col(start) + np.cumsum(D, axis=1) - D
+        reached = starts < _col(self.stop_time)
         reached[:, self.slots :] = False
         return reached
 
@@ -152,8 +183,8 @@ class Schedule:
         return int(self.chunk_array.shape[0])
 
 
-def _finish_times(D: np.ndarray, slots: int, start: float) -> np.ndarray:
-    return start + np.cumsum(D[:, :slots], axis=1)
+def _finish_times(D: np.ndarray, slots: int, start: float | np.ndarray) -> np.ndarray:
+    return _col(start) + np.cumsum(D[:, :slots], axis=1)
 
 
 def _loads(D: np.ndarray, loads: np.ndarray | None) -> np.ndarray:
@@ -218,19 +249,24 @@ def baseline_schedule(
     senders = np.sort(order[:k])
     abort = decode_time + net.model  # the next model reaches the workers
     schedule = Schedule(decode_time, senders, decoding=decoding, stop_time=abort, slots=slots)
-    messages = [(0.0, BROADCAST, n, net.model_bits)]
+    per_worker = net.per_worker
+    messages: list[tuple] = [(0.0, BROADCAST, n, net.model_bits)]
+    if per_worker:
+        messages = [(0.0, BROADCAST, n, net.model_bits, _total(net.model, n))]
     used = np.zeros(n, dtype=bool)
     used[senders] = True
     chunks = []
     for i in range(n):
+        abort_i = _of(abort, i)
         for slot, t in enumerate(finish[i, : loads[i]]):
-            if t <= abort:
+            if t <= abort_i:
                 chunks.append((float(t), i, slot, not used[i]))
-        if done[i] <= abort:
-            messages.append((float(done[i]), CODED, 1, net.coded_bits))
+        if done[i] <= abort_i:
+            row = (float(done[i]), CODED, 1, net.coded_bits)
+            messages.append((*row, _of(net.coded, i)) if per_worker else row)
     schedule.busy = np.minimum(done, abort) - net.model
     schedule.set_chunks(np.array(chunks, dtype=np.float64))
-    schedule.set_messages(messages)
+    schedule.set_messages(messages, 5 if per_worker else 4)
     return schedule
 
 
@@ -253,7 +289,8 @@ def report_events(
         if report_every <= 0:
             sends = [(float(t), k + 1) for k, t in enumerate(own)]
         else:
-            ticks = np.ceil((own - net.model) / report_every) * report_every + net.model
+            model = _of(net.model, i)
+            ticks = np.ceil((own - model) / report_every) * report_every + model
             # Guard against round-off putting a tick a hair before its chunk's finish.
             ticks = np.maximum(ticks, own)
             sends = []
@@ -262,7 +299,8 @@ def report_events(
                     sends[-1] = (float(tick), k + 1)
                 else:
                     sends.append((float(tick), k + 1))
-        events.extend((t + net.report, t, i, count) for t, count in sends)
+        report = _of(net.report, i)
+        events.extend((t + report, t, i, count) for t, count in sends)
     events.sort()
     return events
 
@@ -287,10 +325,11 @@ def partial_schedule(
     if report_every <= 0:
         sends = finish
     else:
-        ticks = np.ceil((finish - net.model) / report_every) * report_every + net.model
+        model = _col(net.model)
+        ticks = np.ceil((finish - model) / report_every) * report_every + model
         sends = np.maximum(ticks, finish)  # round-off must not put a tick before the chunk
     sends = np.where(done, sends, np.inf)
-    known = sends + net.report  # (n, slots), inf for slots never reported
+    known = sends + _col(net.report)  # (n, slots), inf for slots never reported
     # Every chunk has ℓ copies once the ℓ-th earliest of its holders' reports has arrived.
     held_w, held_c = np.nonzero(pos < slots)
     at = np.full(pos.shape, np.inf)
@@ -305,30 +344,50 @@ def partial_schedule(
     state = ((known <= snapshot) & np.isfinite(known)).sum(axis=1).astype(np.int64)
     # Without a deadline and with chunks never covered (crashed workers), the iteration
     # never ends: the snapshot stays infinite.
-    stop = snapshot + net.signal  # the signal reaches the workers
+    stop = snapshot + net.signal  # the signal reaches the workers (each over its link)
     senders = np.flatnonzero(state > 0)
-    decode_time = stop + net.coded if senders.size else snapshot
+    decode_time = snapshot
+    if senders.size:
+        arrivals = np.asarray(stop + net.coded)
+        decode_time = float(arrivals[senders].max() if arrivals.ndim else arrivals)
     schedule = Schedule(
         decode_time, senders, state=state, snapshot_time=snapshot, stop_time=stop, slots=slots
     )
     # One report per finished chunk, or per tick in which the count changed.
-    sent = np.isfinite(sends) & (sends <= stop)
+    sent = np.isfinite(sends) & (sends <= _col(stop))
     if report_every <= 0:
         report_sends = sends[sent]
+        reporters = np.nonzero(sent)[0]
     else:
-        report_sends = np.concatenate(
-            [np.unique(row[ok]) for row, ok in zip(sends, sent, strict=True)]
-        )
-    rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits)]
-    if math.isfinite(snapshot):
-        rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits))
-        if senders.size:
-            rows.append((stop, KIND_CODES[CODED], int(senders.size), net.coded_bits))
-    reports = np.empty((report_sends.size, 4))
-    reports[:, 0] = report_sends
-    reports[:, 1:] = (KIND_CODES[REPORT], 1, net.report_bits)
-    schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]))
-    workers, ks = np.nonzero(mine & (finish <= stop))
+        per_row = [np.unique(row[ok]) for row, ok in zip(sends, sent, strict=True)]
+        report_sends = np.concatenate(per_row)
+        reporters = np.repeat(np.arange(n), [row.size for row in per_row])
+    rows: list[tuple]
+    if net.per_worker:
+        rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits, _total(net.model, n))]
+        if math.isfinite(snapshot):
+            rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits, _total(net.signal, n)))
+            rows += [
+                (_of(stop, i), KIND_CODES[CODED], 1, net.coded_bits, _of(net.coded, i))
+                for i in senders.tolist()
+            ]
+        reports = np.empty((report_sends.size, 5))
+        reports[:, 0] = report_sends
+        reports[:, 1:4] = (KIND_CODES[REPORT], 1, net.report_bits)
+        reports[:, 4] = np.asarray(net.report)[reporters]
+        schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]), 5)
+    else:
+        rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits)]
+        if math.isfinite(snapshot):
+            rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits))
+            if senders.size:
+                rows.append((stop, KIND_CODES[CODED], int(senders.size), net.coded_bits))
+        reports = np.empty((report_sends.size, 4))
+        reports[:, 0] = report_sends
+        reports[:, 1:] = (KIND_CODES[REPORT], 1, net.report_bits)
+        schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]))
+    stop_at = stop[:, None] if isinstance(stop, np.ndarray) else stop
+    workers, ks = np.nonzero(mine & (finish <= stop_at))
     chunks = np.empty((workers.size, 4))
     chunks[:, 0] = finish[workers, ks]
     chunks[:, 1] = workers
@@ -336,7 +395,10 @@ def partial_schedule(
     chunks[:, 3] = ks >= state[workers]
     schedule.set_chunks(chunks)
     last = finish[np.arange(n), loads - 1]
-    schedule.busy = np.minimum(last, stop) - net.model if stop > net.model else np.zeros(n)
+    if net.per_worker:
+        schedule.busy = np.where(stop > net.model, np.minimum(last, stop) - net.model, 0.0)
+    else:
+        schedule.busy = np.minimum(last, stop) - net.model if stop > net.model else np.zeros(n)
     return schedule
 
 

@@ -20,6 +20,7 @@ from gossipsim.engine.interpreter import start_program
 from gossipsim.engine.program import (
     FAULTS,
     NO_FAULTS,
+    Duration,
     Program,
     add_comm,
     add_comm_exchanged,
@@ -34,6 +35,7 @@ from gossipsim.engine.program import (
     log,
     mark,
     next_attempt,
+    over_link,
     pick_neighbour,
     set_attempt,
     set_steps,
@@ -52,7 +54,8 @@ class ADPSGDConfig(AveragingOptimizerSection):
     quantizer: QuantizerConfig = Field(default_factory=NoQuantizer)
 
 
-def node(message_time: float) -> Program:
+def node(message_time: Duration) -> Program:
+    """``message_time``: the atomic average's duration (messages over the pair's link)."""
     return Program(
         [
             label("top", if_up("work")),
@@ -83,10 +86,7 @@ def node(message_time: float) -> Program:
 
 def program(sim: Simulation) -> Program:
     assert isinstance(sim.config.algorithm, ADPSGDConfig)
-    message_time = sim.network.message_time(
-        sim.executor.quantizer.message_bits(sim.models.shape[1])
-    )
-    return node(message_time)
+    return node(over_link(sim.executor.quantizer.message_bits(sim.models.shape[1])))
 
 
 def start(sim: Simulation) -> None:

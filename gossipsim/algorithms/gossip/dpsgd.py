@@ -11,7 +11,11 @@ i's own shard:
   slowest node is done.
 - ``atc`` (adapt, then combine; the diffusion form): X ← W·(X − γ·G(X)). Every node first
   takes its SGD step, then the exchange starts: the round lasts the slowest compute time
-  plus the slowest exchange (the node with the most neighbours sends one message to each).
+  plus the slowest exchange (max_i send_i: every node sends one message to each neighbour).
+
+send_i = Σ_j bits/bandwidth_ij + max_j latency_ij over i's neighbours j, with each link's
+own values (:func:`send_times`): the sends share the node's outgoing time one after another
+and their latencies overlap. With every link alike, send_i = latency + deg(i)·bits/bandwidth.
 
 A node that is down takes no step and keeps its model (it has no usable link).
 """
@@ -51,6 +55,27 @@ def start(sim: Simulation) -> None:
     sim.env.process(rounds(sim))
 
 
+def send_times(sim: Simulation, bits: float) -> np.ndarray:
+    """How long each node takes to send its model to all its neighbours.
+
+    Node i's sends share its time one after another while their latencies overlap:
+    Σ_j bits / bandwidth_ij + max_j latency_ij over its neighbours j. With every link alike
+    that is latency + deg(i)·bits/bandwidth (computed so, as it always was).
+    """
+    network = sim.network
+    if network.uniform:
+        degrees = np.array([len(nbrs) for nbrs in sim.neighbours], dtype=np.float64)
+        return network.latency + degrees * bits / network.bandwidth
+    latency, bandwidth = network.neighbour_links(sim.neighbours)
+    offsets = np.cumsum([0] + [len(nbrs) for nbrs in sim.neighbours])
+    out = np.zeros(sim.n)
+    for i in range(sim.n):
+        lo, hi = offsets[i], offsets[i + 1]
+        if hi > lo:
+            out[i] = float(np.sum(bits / bandwidth[lo:hi])) + float(latency[lo:hi].max())
+    return out
+
+
 def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     algorithm = sim.config.algorithm
     assert isinstance(algorithm, DPSGDConfig)
@@ -58,12 +83,9 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
     weights = metropolis_weights(sim.graph)
     clock = SynchronousClock(sim)
     bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
-    degrees = np.array([len(nbrs) for nbrs in sim.neighbours], dtype=np.float64)
-    # Node i's own sends: one message to each of its deg(i) neighbours over its link.
-    sends = sim.network.latency + degrees * bits / sim.network.bandwidth
+    sends = send_times(sim, bits)
     # atc: the exchange after the steps lasts as long as the slowest node's sends.
-    max_degree = max(len(nbrs) for nbrs in sim.neighbours)
-    exchange = 0.0 if lian else sim.network.latency + max_degree * bits / sim.network.bandwidth
+    exchange = 0.0 if lian else float(sends.max())
     overlap = sends if lian else None
     directed_messages = 2 * sim.graph.number_of_edges()
     while True:

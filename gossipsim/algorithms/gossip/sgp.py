@@ -3,7 +3,7 @@
 Each node keeps a numerator x_i and a weight w_i and trains at its de-biased model
 z_i = x_i / w_i. Forever: take an SGD step at z_i (x_i ← x_i − η ∇f_i(z_i)), then keep half
 of (x_i, w_i) and push the other half to this step's peer. Messages arrive one message
-time later and are added in.
+time (over the link to that peer) later and are added in.
 
 Peers (``algorithm.peers``), at the node's k-th step (k counts from 0):
 
@@ -38,6 +38,7 @@ from pydantic import Field, field_validator
 from gossipsim.engine.interpreter import exponential_peer, start_program
 from gossipsim.engine.program import (
     NO_FAULTS,
+    Duration,
     Instruction,
     Program,
     add_comm,
@@ -54,6 +55,7 @@ from gossipsim.engine.program import (
     mark,
     message,
     next_iteration,
+    over_link,
     pick_exponential_peer,
     pick_next_neighbour,
     send,
@@ -102,7 +104,7 @@ __all__ = ["exponential_peer", "node", "program", "start"]
 
 
 def node(
-    message_time: float, peers: str = "exponential", overlap: int | str = "unbounded"
+    message_time: Duration, peers: str = "exponential", overlap: int | str = "unbounded"
 ) -> Program:
     wait: list[Instruction] = []
     if overlap != "unbounded":
@@ -148,7 +150,7 @@ def program(sim: Simulation) -> Program:
             )
     # One push: the (quantized) half numerator and the half weight, one full-precision float.
     bits = sim.executor.quantizer.message_bits(sim.models.shape[1]) + sim.network.float_bits
-    return node(sim.network.message_time(bits), config.peers, config.overlap)
+    return node(over_link(bits), config.peers, config.overlap)
 
 
 def start(sim: Simulation) -> None:

@@ -49,6 +49,7 @@ from gossipsim.engine.program import (
     log,
     mark,
     next_attempt,
+    over_link,
     pick_neighbour,
     release,
     set_attempt,
@@ -74,11 +75,12 @@ class SwarmSGDConfig(AveragingOptimizerSection):
     nonblocking: bool = False
 
 
-def blocking(config: SwarmSGDConfig, message_time: float) -> Program:
+def blocking(config: SwarmSGDConfig, model_bits: float) -> Program:
     """A node holds its own lock while it computes; an exchange holds both partners' locks,
     taken in id order (no cycle of waits can form), so the initiator waits for a busy
     partner to finish computing: that wait is idle time. Both send at once, so an
-    exchange takes one message time and charges two."""
+    exchange takes one message time over the pair's link and charges two."""
+    message_time = over_link(model_bits)
     return Program(
         [
             label("top", if_up("work")),
@@ -98,7 +100,7 @@ def blocking(config: SwarmSGDConfig, message_time: float) -> Program:
             acquire(HIGHER),
             add_idle_since_mark(),
             wait(message_time, when=NO_FAULTS),
-            add_comm(2 * message_time, when=NO_FAULTS),
+            add_comm(over_link(model_bits, times=2), when=NO_FAULTS),
             exchange(message_time, failed="failed"),
             add_comm_exchanged(2),
             log("pair_average"),
@@ -118,17 +120,18 @@ def blocking(config: SwarmSGDConfig, message_time: float) -> Program:
     )
 
 
-def nonblocking(config: SwarmSGDConfig, request_time: float, message_time: float) -> Program:
+def nonblocking(config: SwarmSGDConfig, request_bits: float, model_bits: float) -> Program:
     """A node never waits for its partner's computation: after its local steps it sends a
-    read request (``request_time``), waits for the reply (the partner's buffer,
-    ``message_time``), and writes the average back (``message_time``) without waiting for
-    the write to arrive. The whole exchange is applied when the reply arrives.
+    read request (``request_bits``), waits for the reply (the partner's buffer,
+    ``model_bits``), and writes the average back (``model_bits``) without waiting for
+    the write to arrive, all over the pair's link. The whole exchange is applied when the
+    reply arrives.
 
     With faults, the request and the reply are the two messages of one exchange lasting
-    ``request_time + message_time`` (either may be lost; a latency spike stretches the
+    request time + reply time (either may be lost; a latency spike stretches the
     round trip); the write is charged its nominal time and is not lost on its own — the
     average is applied atomically at the reply, as without faults."""
-    read = request_time + message_time  # the request, then the reply
+    read = over_link(request_bits, model_bits)  # the request, then the reply
     return Program(
         [
             label("top", if_up("work")),
@@ -145,7 +148,7 @@ def nonblocking(config: SwarmSGDConfig, request_time: float, message_time: float
             add_comm(read, when=NO_FAULTS),
             exchange(read, failed="failed"),
             add_comm_exchanged(1),
-            add_comm(message_time),  # the write: charged, not waited for
+            add_comm(over_link(model_bits)),  # the write: charged, not waited for
             log("buffer_exchange"),
             count_interaction(),
             jump("top"),
@@ -160,13 +163,11 @@ def nonblocking(config: SwarmSGDConfig, request_time: float, message_time: float
 def program(sim: Simulation) -> Program:
     config = sim.config.algorithm
     assert isinstance(config, SwarmSGDConfig)
-    message_time = sim.network.message_time(
-        sim.executor.quantizer.message_bits(sim.models.shape[1])
-    )
+    model_bits = sim.executor.quantizer.message_bits(sim.models.shape[1])
     if config.nonblocking:
         # A read request carries no model: one header word.
-        return nonblocking(config, sim.network.message_time(sim.network.float_bits), message_time)
-    return blocking(config, message_time)
+        return nonblocking(config, sim.network.float_bits, model_bits)
+    return blocking(config, model_bits)
 
 
 def start(sim: Simulation) -> None:

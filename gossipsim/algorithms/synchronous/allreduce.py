@@ -1,9 +1,13 @@
 """Large-batch synchronous SGD with ring all-reduce: everyone waits for the slowest node.
 
 Each round every node computes one minibatch gradient at the shared model; the gradients
-are averaged by a ring all-reduce costing 2(n−1)·latency + 2(n−1)/n·d·float_bits/bandwidth
-(``network.float_bits`` per coordinate), and
-every node applies the averaged gradient.
+are averaged by a ring all-reduce over the ring of node ids 0→1→…→n−1→0 (``network.float_bits``
+per coordinate), and every node applies the averaged gradient. Each of its 2(n−1) steps
+moves a 1/n chunk over every ring link at once and lasts as long as the slowest link:
+2(n−1)·max over ring links of (latency + d·float_bits/n / bandwidth), which with every link
+alike is 2(n−1)·latency + 2(n−1)/n·d·float_bits/bandwidth. A ring link that is not an
+edge of the topology has the network's numbers (or its own draw, when they are
+distributions); a links file can only name topology edges.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def reachable_groups(sim: Simulation) -> scipy.sparse.csr_matrix:
 class RingAllReduce:
     """Cost of one ring all-reduce of the full-precision model vector over all n nodes."""
 
-    time: float  # 2(n−1)·latency + 2(n−1)/n·d·float_bits/bandwidth
+    time: float  # 2(n−1)·max over ring links of (latency + d·float_bits/n / bandwidth)
     bits: int  # sent by all nodes together
     messages: int  # 2(n−1) per node
 
