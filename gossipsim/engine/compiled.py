@@ -808,7 +808,7 @@ class ProgramKernel:
         tables = [np.asarray(t, dtype=np.int64) for t in sim.neighbours]
         timing = self.timing
         self.draw: list[Callable[[int, int], np.ndarray]] = [
-            lambda i, size: compute._draw(timing[i], size),
+            lambda i, size: compute._draw(timing[i], size, i),
             lambda i, size: tables[i][pairing[i].integers(len(tables[i]), size=size)],
         ]
         timing_width = 1 if compute._transient else width
