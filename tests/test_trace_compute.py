@@ -18,7 +18,7 @@ from gossipsim.engine.executor import LocalSteps
 from gossipsim.experiment.config import ConfigError, TraceCompute
 from gossipsim.experiment.runner import build_simulation, prepare, simulate
 from gossipsim.system.timing import ComputeModel, TimingError
-from gossipsim.system.traces import read_trace
+from gossipsim.system.traces import Trace, read_trace
 from tests.conftest import make_config
 from tests.test_batched_equivalence import assert_same_run
 from tests.test_batched_equivalence import config_for as sync_config
@@ -73,6 +73,18 @@ def test_replay_orders_by_the_time_column(tmp_path):
     compute = model(1, read_trace(path))
     g = np.random.default_rng(0)
     assert [compute.duration(0, 1, 0.0, g) for _ in range(4)] == [1.0, 2.0, 3.0, 1.0]
+
+
+def test_grouping_by_node_keeps_the_reader_order():
+    """The model groups the rows with one sort; ties in ``time`` keep the file order."""
+    rng = np.random.default_rng(0)
+    for time in (None, np.round(rng.random(400) * 5)):
+        trace = Trace("t", rng.integers(0, 7, 400), rng.random(400) + 0.1, time)
+        compute = model(7, trace)
+        for node in trace.nodes:
+            np.testing.assert_array_equal(
+                compute.sequences[int(node)], trace.durations_of(int(node))
+            )
 
 
 def test_resample_draws_only_the_node_values_and_depends_on_the_seed():
@@ -230,6 +242,25 @@ def test_synchronous_algorithms_run_on_a_trace(algorithm, mode):
         for executor in ("sequential", "batched")
     ]
     assert runs[0][0].rows[-1]["local_steps"] > 0
+    assert_same_run(*runs)
+
+
+@pytest.mark.parametrize("algorithm", ["swarmsgd-nonblocking", "dpsgd"])
+def test_faults_on_a_trace_agree_across_executors(algorithm):
+    compute = {"kind": "trace", "path": str(TRACE), "mode": "resample"}
+    faults = {
+        "message_loss": 0.1,
+        "timeout": 0.5,
+        "crash_recover": {"rate": 0.02, "downtime": {"kind": "exponential", "mean": 3.0}},
+    }
+    runs = [
+        simulate(
+            prepare(
+                sync_config(algorithm, "none", "logistic", executor, compute=compute, faults=faults)
+            )
+        )
+        for executor in ("sequential", "batched")
+    ]
     assert_same_run(*runs)
 
 
