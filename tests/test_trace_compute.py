@@ -295,6 +295,15 @@ def test_config_reads_the_trace_and_has_no_mean():
         make_config(compute={"kind": "trace", "path": str(TRACE), "mode": "shuffle"})
 
 
+def test_switching_a_config_to_a_trace_from_the_command_line(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    overrides = ["--set", "compute.kind=trace", "--set", "compute.path=configs/traces/example.csv"]
+    assert main(["validate", "configs/quickstart.yaml", *overrides]) == 0
+    err = capsys.readouterr().err
+    # The note names the overridden kind (not the last --set key).
+    assert "note: --set compute.kind=trace: dropped compute.mean" in err, err
+
+
 def test_relative_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
     write_trace(tmp_path / "t.csv", [(0, 1.0)])
     monkeypatch.chdir(tmp_path)

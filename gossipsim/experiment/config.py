@@ -1165,7 +1165,7 @@ def apply_overrides(
             section = ".".join(kind_key[:-1])
             kind = _get(data, list(kind_key))
             notes.append(
-                f"--set {'.'.join(parts)}={kind}: dropped {key} "
+                f"--set {'.'.join(kind_key)}={kind}: dropped {key} "
                 f"({section} kind {kind} has no such key)"
             )
     return overridden, notes

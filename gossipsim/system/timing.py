@@ -132,7 +132,7 @@ class ComputeModel:
             )
         self.n = int(n)
         self.kind = kind
-        # Per node: its base durations (kind trace only) and its expected base step time.
+        # Kind trace: each node's base durations and the trace node they come from.
         self.sequences: list[np.ndarray] = []
         self.trace_source = np.arange(self.n, dtype=np.int64)
         if kind == "trace":
@@ -327,9 +327,10 @@ class ComputeModel:
     def duration(self, node: int, steps: int, now: float, rng: np.random.Generator) -> float:
         """Total time of ``steps`` consecutive local steps of ``node`` starting at ``now``.
 
-        Each step is an independent draw from ``rng`` (the node's own timing stream): the
-        ``steps`` base times are drawn in one vectorised call, then transient straggler
-        periods (if any) are advanced through the steps using the same generator.
+        Each step is an independent draw from ``rng`` (the node's own timing stream), or
+        the node's next measured durations for a replayed trace: the ``steps`` base times
+        come from one vectorised :meth:`_draw`, then transient straggler periods (if any)
+        are advanced through the steps using the same generator.
         """
         if not 0 <= node < self.n:
             raise IndexError(f"node {node} out of range 0..{self.n - 1}")
