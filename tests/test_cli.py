@@ -203,7 +203,8 @@ def test_iterations_only_stop_runs_with_a_progress_bar(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_shipped_config_validates(path, capsys):
+def test_every_shipped_config_validates(path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # their file paths (configs/traces/...) are relative to the root
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
 
 

@@ -12,6 +12,8 @@ every fault.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,7 @@ from tests.oracle import adpsgd, sgp, swarmsgd
 
 ORACLE = {"swarmsgd": swarmsgd.start, "adpsgd": adpsgd.start, "sgp": sgp.start}
 PROGRAMS = sorted(kind for kind, entry in REGISTRY.items() if entry.program is not None)
+TRACE = str(Path(__file__).resolve().parent / "data" / "trace_small.csv")
 
 
 def test_every_program_has_an_oracle():
@@ -131,6 +134,16 @@ TIMING = {
         "compute": {"kind": "shifted_exponential", "mean": 1.0, "shift": 0.5},
         "stop": {"interactions": 137},
     },
+    # A measured trace of 3 of the 12 nodes: the other 9 are mapped onto the traced ids.
+    "trace-replay": {
+        "compute": {
+            "kind": "trace",
+            "path": TRACE,
+            "heterogeneity": {"kind": "lognormal", "sigma": 0.3},
+            "stragglers": {"fraction": 0.25, "slowdown": 4.0, "mode": "persistent"},
+        }
+    },
+    "trace-resample": {"compute": {"kind": "trace", "path": TRACE, "mode": "resample"}},
 }
 
 

@@ -878,7 +878,7 @@ class ProgramKernel:
         tables = [np.asarray(t, dtype=np.int64) for t in sim.neighbours]
         timing = self.timing
         self.draw: list[Callable[[int, int], np.ndarray]] = [
-            lambda i, size: compute._draw(timing[i], size),
+            lambda i, size: compute._draw(timing[i], size, i),
             # The pairing block holds positions in the neighbour table (J and L follow).
             lambda i, size: pairing[i].integers(len(tables[i]), size=size),
         ]

@@ -7,6 +7,7 @@ into a :class:`RunConfig`; every error names the field path and, for YAML, the f
 from __future__ import annotations
 
 import difflib
+import functools
 import sys
 import types
 import typing
@@ -38,6 +39,7 @@ from gossipsim.experiment.sections import (
     Section,
     TopologyConfig,
 )
+from gossipsim.system.traces import Trace, read_trace
 
 # --------------------------------------------------------------------------------------------
 # init
@@ -260,10 +262,17 @@ class StragglerConfig(Section):
     period: PositiveFloat | None = None
 
 
-class _ComputeBase(Section):
-    mean: PositiveFloat = 1.0
+class _ComputeCommon(Section):
+    """What every compute kind has: node speed factors and stragglers on top of its steps."""
+
     heterogeneity: HeterogeneityConfig = Field(default_factory=NoHeterogeneity)
     stragglers: StragglerConfig = Field(default_factory=StragglerConfig)
+
+
+class _ComputeBase(_ComputeCommon):
+    """A parametric distribution of step times, of this ``mean``."""
+
+    mean: PositiveFloat = 1.0
 
 
 class ConstantCompute(_ComputeBase):
@@ -305,6 +314,46 @@ class ParetoCompute(_ComputeBase):
     alpha: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 3.0
 
 
+class TraceCompute(_ComputeCommon):
+    """Step times replayed or resampled from a measured trace (CSV or Parquet file).
+
+    ``path`` is read when the config is validated (relative to the working directory, as
+    every file path of a config). Node ``i`` uses trace node ``i``'s durations; nodes the
+    trace lacks are mapped onto its node ids by a permutation drawn from the seed.
+    ``replay`` takes a node's durations in order, cycling; ``resample`` draws them i.i.d.
+    """
+
+    kind: Literal["trace"]
+    path: str
+    mode: Literal["replay", "resample"] = "replay"
+
+    @field_validator("path")
+    @classmethod
+    def _readable(cls, path: str) -> str:
+        _load_trace(path)  # a TraceError (a ValueError) names the file and, for CSV, the line
+        return path
+
+    @property
+    def trace(self) -> Trace:
+        """The measurements in ``path`` (read once per file version)."""
+        return _load_trace(self.path)
+
+
+def _load_trace(path: str) -> Trace:
+    """``read_trace(path)``, reused while the file is unchanged (sweeps validate every run)."""
+    file = Path(path)
+    try:
+        stat = file.stat()
+    except OSError:
+        return read_trace(file)  # raises the reader's own message (not found, ...)
+    return _read_trace_version(path, str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_trace_version(path: str, resolved: str, mtime_ns: int, size: int) -> Trace:
+    return read_trace(path)
+
+
 ComputeConfig = Annotated[
     (
         ConstantCompute
@@ -312,6 +361,7 @@ ComputeConfig = Annotated[
         | ShiftedExponentialCompute
         | LognormalCompute
         | ParetoCompute
+        | TraceCompute
     ),
     Field(discriminator="kind"),
 ]
@@ -893,7 +943,7 @@ def apply_overrides(
             section = ".".join(kind_key[:-1])
             kind = _get(data, list(kind_key))
             notes.append(
-                f"--set {'.'.join(parts)}={kind}: dropped {key} "
+                f"--set {'.'.join(kind_key)}={kind}: dropped {key} "
                 f"({section} kind {kind} has no such key)"
             )
     return overridden, notes

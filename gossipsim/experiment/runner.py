@@ -25,7 +25,7 @@ from gossipsim.engine.problem import Problem, build_problem, initial_models
 from gossipsim.engine.schedule import VALUE, Optimizer, schedule_params
 from gossipsim.engine.simulation import RunOutcome, Simulation
 from gossipsim.experiment.budget import check_memory, node_count
-from gossipsim.experiment.config import ConfigError, ConfigSource, RunConfig
+from gossipsim.experiment.config import ConfigError, ConfigSource, RunConfig, TraceCompute
 from gossipsim.experiment.results import environment, metrics_table, run_id, write_run
 from gossipsim.experiment.sections import NoQuantizer
 from gossipsim.system.faults import FaultModel
@@ -93,13 +93,21 @@ def prepare(config: RunConfig) -> Prepared:
             raise _located(config, "algorithm", exc) from None
     comp = config.compute
     try:
+        if isinstance(comp, TraceCompute):
+            # Measured step times; the nodes the trace lacks are mapped with their own stream.
+            kind_parameters: dict[str, Any] = {
+                "trace": comp.trace,
+                "mode": comp.mode,
+                "trace_rng": streams.generator("timing/trace"),
+            }
+        else:
+            # The distribution's mean and own parameters (sigma, shift or alpha).
+            kind_parameters = comp.model_dump(exclude={"kind", "heterogeneity", "stragglers"})
         compute = ComputeModel(
             n,
             comp.kind,
             streams.generator("timing/heterogeneity"),
-            mean=comp.mean,
-            # The distribution's own parameters (sigma, shift or alpha), as its model states.
-            **comp.model_dump(exclude={"kind", "mean", "heterogeneity", "stragglers"}),
+            **kind_parameters,
             heterogeneity=comp.heterogeneity.model_dump(),
             stragglers=comp.stragglers.model_dump(),
         )

@@ -5,11 +5,13 @@ stragglers) and the latency/bandwidth cost of messages.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gossipsim.system.traces import Trace
 
 __all__ = [
     "COMPUTE_KINDS",
@@ -20,7 +22,11 @@ __all__ = [
     "read_links",
 ]
 
+__all__ = ["COMPUTE_KINDS", "TRACE_MODES", "ComputeModel", "Network", "TimingError"]
+
+#: The parametric distributions of step times (``kind: trace`` replays measurements).
 COMPUTE_KINDS = ("constant", "exponential", "shifted_exponential", "lognormal", "pareto")
+TRACE_MODES = ("replay", "resample")
 HETEROGENEITY_KINDS = ("none", "lognormal", "uniform")
 STRAGGLER_MODES = ("persistent", "transient")
 
@@ -56,6 +62,19 @@ def _check_keys(field: str, spec: dict, allowed: set[str]) -> None:
         raise TimingError(f"{field}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
 
 
+def _per_node(trace: Trace) -> dict[int, np.ndarray]:
+    """Each node's durations in measurement order (``Trace.durations_of`` for every node at
+    once: one stable sort instead of a pass over the rows per node)."""
+    if trace.time is None:
+        order = np.argsort(trace.node, kind="stable")
+    else:
+        order = np.lexsort((trace.time, trace.node))  # by node, then time; ties: file order
+    nodes = trace.node[order]
+    starts = np.flatnonzero(np.r_[True, nodes[1:] != nodes[:-1]])
+    groups = np.split(trace.duration[order], starts[1:])
+    return {int(nodes[start]): group for start, group in zip(starts, groups, strict=True)}
+
+
 class ComputeModel:
     """Compute time of local steps, per node.
 
@@ -68,7 +87,19 @@ class ComputeModel:
     * ``shifted_exponential``: ``X = shift + Exp(mean - shift)``, ``0 <= shift < mean``;
     * ``lognormal``: ``X = exp(N(mu, sigma^2))``, ``mu = ln(mean) - sigma^2/2``
       (``sigma = 0`` is ``constant``);
-    * ``pareto``: classical Pareto with ``alpha > 1`` and ``x_m = mean (alpha-1)/alpha``.
+    * ``pareto``: classical Pareto with ``alpha > 1`` and ``x_m = mean (alpha-1)/alpha``;
+    * ``trace``: ``X`` comes from measured step times (``trace``: a :class:`Trace` or a
+      mapping node id → durations). Node ``i`` of the run uses the durations of trace node
+      ``i`` if the trace has that node; the other (untraced) nodes, in increasing order,
+      take the traced ids in the order of one permutation of them drawn from ``trace_rng``
+      (the ``timing/trace`` stream), cycling through it when there are more untraced nodes
+      than traced ids. ``mode="replay"`` returns a node's durations in order, from its
+      first, starting again from the first after the last; it draws no random numbers.
+      ``mode="resample"`` draws each step i.i.d. uniformly among the node's durations, as
+      ``values[floor(u * k)]`` with ``u`` from the node's timing stream (one ``random()``
+      per step, so draws made in blocks equal draws made one by one). ``mean`` is then
+      the mean of all durations of the trace, and a node's expected base step time the
+      mean of its own (mapped) durations.
 
     ``heterogeneity`` (persistent per-node speed factors, drawn once from ``rng``):
     ``{"kind": "none"}``, ``{"kind": "lognormal", "sigma": s}`` (factor
@@ -98,15 +129,26 @@ class ComputeModel:
         alpha: float = 3.0,
         heterogeneity: dict | None = None,
         stragglers: dict | None = None,
+        trace: Trace | Mapping[int, Sequence[float] | np.ndarray] | None = None,
+        mode: str = "replay",
+        trace_rng: np.random.Generator | None = None,
     ) -> None:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise TimingError(f"n (number of nodes) must be an integer >= 1, got {n!r}")
-        if kind not in COMPUTE_KINDS:
+        if kind not in (*COMPUTE_KINDS, "trace"):
             raise TimingError(
-                f"compute.kind: unknown distribution {kind!r}; valid: {', '.join(COMPUTE_KINDS)}"
+                f"compute.kind: unknown distribution {kind!r}; valid: "
+                f"{', '.join(COMPUTE_KINDS)}, trace"
             )
         self.n = int(n)
         self.kind = kind
+        # Kind trace: each node's base durations and the trace node they come from.
+        self.sequences: list[np.ndarray] = []
+        self.trace_source = np.arange(self.n, dtype=np.int64)
+        if kind == "trace":
+            mean = self._init_trace(trace, mode, trace_rng)
+        elif trace is not None:
+            raise TimingError(f"compute.kind {kind!r} takes no trace (only kind trace does)")
         self.mean = _finite("compute.mean", mean)
         if self.mean <= 0:
             raise TimingError(f"compute.mean must be > 0, got {mean!r}")
@@ -122,10 +164,56 @@ class ComputeModel:
         if self.alpha <= 1:
             raise TimingError(f"compute.alpha must be > 1 (finite mean), got {alpha!r}")
 
+        if kind != "trace":
+            self.base_means = np.full(self.n, self.mean)
+
         self.factors = self._heterogeneity(heterogeneity or {"kind": "none"}, rng)
         self._init_stragglers(stragglers, rng)
 
     # -- construction helpers -------------------------------------------------------------
+
+    def _init_trace(
+        self,
+        trace: Trace | Mapping[int, Sequence[float] | np.ndarray] | None,
+        mode: str,
+        rng: np.random.Generator | None,
+    ) -> float:
+        """Map the run's nodes onto the trace's; return the pooled mean of its durations."""
+        if mode not in TRACE_MODES:
+            raise TimingError(
+                f"compute.mode: unknown mode {mode!r}; valid: {', '.join(TRACE_MODES)}"
+            )
+        self.trace_mode = mode
+        if trace is None:
+            raise TimingError("compute.path: kind trace needs a trace of measured step times")
+        if isinstance(trace, Trace):
+            durations = _per_node(trace)
+        else:
+            durations = {int(node): np.asarray(v, dtype=np.float64) for node, v in trace.items()}
+        for node, values in durations.items():
+            if values.ndim != 1 or values.size == 0:
+                raise TimingError(f"compute.path: trace node {node} has no durations")
+            if not np.all(np.isfinite(values) & (values > 0)):
+                raise TimingError(f"compute.path: trace node {node}: durations must be > 0")
+        if not durations:
+            raise TimingError("compute.path: the trace has no nodes")
+        traced = np.array(sorted(durations), dtype=np.int64)
+        untraced = [i for i in range(self.n) if i not in durations]
+        source = np.arange(self.n, dtype=np.int64)
+        if untraced:
+            if rng is None:
+                raise TimingError(
+                    "compute.path: the trace lacks nodes of the run; mapping them onto "
+                    "traced ids needs a generator (trace_rng)"
+                )
+            order = rng.permutation(traced)
+            source[untraced] = order[np.arange(len(untraced)) % len(order)]
+        self.trace_source = source
+        self.sequences = [durations[int(s)] for s in source]
+        self.base_means = np.array([float(values.mean()) for values in self.sequences])
+        self._cursor = np.zeros(self.n, dtype=np.int64)
+        pooled = np.concatenate([durations[int(node)] for node in traced])
+        return float(pooled.mean())
 
     def _heterogeneity(self, spec: dict, rng: np.random.Generator) -> np.ndarray:
         field = "compute.heterogeneity"
@@ -189,9 +277,23 @@ class ComputeModel:
 
     # -- sampling -------------------------------------------------------------------------
 
-    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """``size`` i.i.d. base step times (before factors and slowdowns)."""
+    def _draw(self, rng: np.random.Generator, size: int, node: int) -> np.ndarray:
+        """The next ``size`` base step times of ``node`` (before factors and slowdowns).
+
+        ``rng`` is the node's timing stream. Successive calls continue one sequence: the
+        values of ``_draw(rng, a, i)`` then ``_draw(rng, b, i)`` are those of
+        ``_draw(rng, a + b, i)`` (numpy draws a vector element by element; a replayed trace
+        advances the node's cursor), so blocks drawn ahead give the same steps.
+        """
         k = self.kind
+        if k == "trace":
+            values = self.sequences[node]
+            if self.trace_mode == "replay":
+                start = int(self._cursor[node])
+                self._cursor[node] = (start + size) % values.size
+                return values[(start + np.arange(size)) % values.size]
+            index = (rng.random(size) * values.size).astype(np.int64)
+            return values[np.minimum(index, values.size - 1)]
         if k == "constant" or (k == "lognormal" and self.sigma == 0):
             return np.full(size, self.mean)
         if k == "exponential":
@@ -230,14 +332,15 @@ class ComputeModel:
         slow periods depend on when each step starts."""
         if self._transient:
             raise ValueError("step_times: transient stragglers need duration() per step")
-        return self._draw(rng, steps) * self.factors[node]
+        return self._draw(rng, steps, node) * self.factors[node]
 
     def duration(self, node: int, steps: int, now: float, rng: np.random.Generator) -> float:
         """Total time of ``steps`` consecutive local steps of ``node`` starting at ``now``.
 
-        Each step is an independent draw from ``rng`` (the node's own timing stream): the
-        ``steps`` base times are drawn in one vectorised call, then transient straggler
-        periods (if any) are advanced through the steps using the same generator.
+        Each step is an independent draw from ``rng`` (the node's own timing stream), or
+        the node's next measured durations for a replayed trace: the ``steps`` base times
+        come from one vectorised :meth:`_draw`, then transient straggler periods (if any)
+        are advanced through the steps using the same generator.
         """
         if not 0 <= node < self.n:
             raise IndexError(f"node {node} out of range 0..{self.n - 1}")
@@ -245,7 +348,7 @@ class ComputeModel:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if steps == 0:
             return 0.0
-        times = self._draw(rng, steps) * self.factors[node]
+        times = self._draw(rng, steps, node) * self.factors[node]
         if not self._transient:
             return float(times.sum())
         if now < self._last_now[node]:
@@ -275,7 +378,7 @@ class ComputeModel:
         periods): a node is slow a fraction ``f`` of the *time*, so it completes
         ``(1 - f) + f / slowdown`` steps per unit of normal step time.
         """
-        per_node = self.mean * self.factors
+        per_node = self.base_means * self.factors
         if self._transient:
             per_node = per_node / (1.0 - self.fraction + self.fraction / self.slowdown)
         return per_node

@@ -60,7 +60,7 @@ class SynchronousClock:
         assert self.blocks is not None
         cursor = self.cursor[nodes]
         for node in nodes[cursor >= self.width].tolist():
-            self.blocks[node] = self.sim.compute._draw(self.timing[node], self.width)
+            self.blocks[node] = self.sim.compute._draw(self.timing[node], self.width, node)
             self.cursor[node] = 0
         cursor = self.cursor[nodes]
         self.cursor[nodes] = cursor + 1
@@ -91,7 +91,7 @@ class SynchronousClock:
                 parts = [blocks[node, start:width].copy()]
                 left = wanted - (width - start)
                 while left > 0:
-                    blocks[node] = self.sim.compute._draw(self.timing[node], width)
+                    blocks[node] = self.sim.compute._draw(self.timing[node], width, node)
                     take = min(left, width)
                     parts.append(blocks[node, :take].copy())
                     cursor[node] = take
