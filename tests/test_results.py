@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from gossipsim.cli import main
+from gossipsim.experiment.config import validate_data
 from gossipsim.experiment.results import (
     collect,
     default_collect_path,
@@ -222,3 +223,42 @@ def test_a_failing_write_leaves_no_run_directory(tmp_path, monkeypatch, failing)
     with pytest.raises(OSError, match="No space"):
         _write_small_run(tmp_path)
     assert list((tmp_path / "atomic").iterdir()) == []
+
+
+def test_run_id_follows_the_contents_of_the_files_a_config_reads(tmp_path, monkeypatch):
+    """A run reads its trace, links, edge list...: editing one must not reuse old results."""
+    monkeypatch.chdir(tmp_path)
+    Path("steps.csv").write_text("node,duration\n0,1.0\n1,2.0\n")
+    Path("ring.txt").write_text("0 1\n1 2\n2 0\n")
+    config = {
+        "name": "files",
+        "topology": {"kind": "edge_list", "path": "ring.txt"},
+        "compute": {"kind": "trace", "path": "steps.csv"},
+        "algorithm": {"kind": "swarmsgd"},
+        "stop": {"time": 1.0},
+    }
+    before = run_id(validate_data(config).resolved())
+    assert run_id(validate_data(config).resolved()) == before  # same contents, same id
+    Path("steps.csv").write_text("node,duration\n0,1.0\n1,3.0\n")
+    edited_trace = run_id(validate_data(config).resolved())
+    assert edited_trace != before
+    Path("ring.txt").write_text("0 2\n2 1\n1 0\n")
+    assert run_id(validate_data(config).resolved()) not in (before, edited_trace)
+
+
+def test_a_resumed_sweep_reruns_a_run_whose_trace_changed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("steps.csv").write_text("node,duration\n0,1.0\n1,2.0\n")
+    Path("base.yaml").write_text(
+        "name: traced\n"
+        "topology: {kind: ring, n: 4}\n"
+        "objective: {kind: least_squares, dataset: {kind: synthetic, n_samples: 200}}\n"
+        "compute: {kind: trace, path: steps.csv}\n"
+        "algorithm: {kind: swarmsgd}\n"
+        "stop: {time: 5.0}\n"
+    )
+    assert main(["sweep", "base.yaml", "--executor", "serial", "--out", "out", "--quiet"]) == 0
+    Path("steps.csv").write_text("node,duration\n0,1.0\n1,4.0\n")
+    assert main(["sweep", "base.yaml", "--executor", "serial", "--out", "out", "--quiet"]) == 0
+    runs = [p for p in (tmp_path / "out" / "traced").iterdir() if (p / "meta.json").exists()]
+    assert len(runs) == 2  # the edited trace is another run, not the old one's result

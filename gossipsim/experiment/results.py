@@ -85,11 +85,60 @@ def check_output_file(path: str | Path, option: str = "--output") -> Path:
     return path
 
 
+# Keys of a resolved config whose text names a file the run reads: an edge list, a LIBSVM
+# data set, an assignment matrix or a compute trace (``path``), a links file (``links``).
+INPUT_KEYS = frozenset({"path", "links"})
+
+
+def input_files(resolved: Any) -> list[str]:
+    """The files a resolved config reads, in a fixed order (sorted, each once)."""
+    found: set[str] = set()
+    stack = [resolved]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in INPUT_KEYS and isinstance(value, str):
+                    found.add(value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _contents_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's contents ("missing" if it cannot be read). Files over 1 MiB
+    (data sets) are hashed once per (size, modification time); smaller ones every time,
+    as two quick edits can share a modification time."""
+    try:
+        stat = os.stat(path)
+        if stat.st_size <= 1 << 20:
+            return _contents_digest.__wrapped__(path, stat.st_size, stat.st_mtime_ns)
+        return _contents_digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return "missing"
+
+
 def run_id(resolved: dict[str, Any]) -> str:
-    """Stable id of a run: hash of its resolved config plus the gossipsim version."""
+    """Stable id of a run: hash of its resolved config, the gossipsim version and the
+    contents of the files it reads (so editing a trace or an edge list is another run,
+    never the old run's result)."""
     canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(f"{gossipsim.__version__}\n{canonical}".encode()).hexdigest()
-    return digest[:12]
+    text = f"{gossipsim.__version__}\n{canonical}"
+    inputs = input_files(resolved)
+    if inputs:  # configs that read no file keep the ids they always had
+        text += "".join(f"\n{path}={file_digest(path)}" for path in inputs)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @functools.cache
