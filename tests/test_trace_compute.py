@@ -67,6 +67,26 @@ def test_replay_returns_each_node_trace_in_order_cycling():
     np.testing.assert_array_equal(fresh.step_times(0, 7, g), np.resize(values, 9)[2:9])
 
 
+def test_nodes_borrowing_a_trace_start_at_seeded_offsets_into_it():
+    """Replay: nodes that share a trace are not in lockstep; own traces start at the top."""
+    durations = {0: np.arange(1.0, 101.0)}  # one machine, 100 distinct durations
+    g = np.random.default_rng(0)
+    starts = {}
+    for seed in (0, 0, 1):
+        compute = ComputeModel(
+            8, "trace", np.random.default_rng(seed), trace=durations,
+            trace_rng=np.random.default_rng(100 + seed),
+        )  # fmt: skip
+        firsts = [compute.duration(node, 1, 0.0, g) for node in range(8)]
+        assert firsts[0] == 1.0  # node 0 replays its own trace from its first duration
+        assert len(set(firsts[1:])) > 1  # the borrowers do not all start together
+        for node in range(1, 8):  # ... and go on in the trace's order from their offset
+            assert compute.duration(node, 1, 0.0, g) == firsts[node] % 100 + 1
+        starts.setdefault(seed, []).append(firsts)
+    assert starts[0][0] == starts[0][1]  # the same seed deals the same offsets
+    assert starts[0][0] != starts[1][0]
+
+
 def test_replay_orders_by_the_time_column(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("node,duration,time\n0,3.0,2.0\n0,1.0,0.0\n0,2.0,1.0\n")

@@ -93,8 +93,11 @@ class ComputeModel:
       ``i`` if the trace has that node; the other (untraced) nodes, in increasing order,
       take the traced ids in the order of one permutation of them drawn from ``trace_rng``
       (the ``timing/trace`` stream), cycling through it when there are more untraced nodes
-      than traced ids. ``mode="replay"`` returns a node's durations in order, from its
-      first, starting again from the first after the last; it draws no random numbers.
+      than traced ids. ``mode="replay"`` returns a node's durations in order, starting
+      again from the first after the last; a node with its own trace starts at its first,
+      an untraced node at an offset into its mapped trace drawn uniformly from
+      ``trace_rng`` (after the permutation), so nodes sharing a trace do not move in
+      lockstep. Replay draws no random numbers while the run goes on.
       ``mode="resample"`` draws each step i.i.d. uniformly among the node's durations, as
       ``values[floor(u * k)]`` with ``u`` from the node's timing stream (one ``random()``
       per step, so draws made in blocks equal draws made one by one). ``mean`` is then
@@ -212,6 +215,11 @@ class ComputeModel:
         self.sequences = [durations[int(s)] for s in source]
         self.base_means = np.array([float(values.mean()) for values in self.sequences])
         self._cursor = np.zeros(self.n, dtype=np.int64)
+        if untraced and rng is not None:
+            # Nodes that borrow a trace start at a seeded offset into it: two of them on
+            # the same trace would otherwise repeat each other's durations step by step.
+            lengths = np.array([self.sequences[i].size for i in untraced], dtype=np.int64)
+            self._cursor[untraced] = np.floor(rng.random(len(untraced)) * lengths)
         pooled = np.concatenate([durations[int(node)] for node in traced])
         return float(pooled.mean())
 
