@@ -60,6 +60,23 @@ def mean_curve(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndar
     return grouped.index.to_numpy(), grouped.to_numpy()
 
 
+def mean_curve_interpolated(
+    frame: pd.DataFrame, x: str, y: str, points: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``y`` across runs, each run interpolated linearly onto a common ``x`` grid.
+
+    For an ``x`` the runs do not record at the same values (epochs, or the time of a stop
+    on epochs): grouping by the raw values would alternate between single runs. The grid
+    spans the range every run covers.
+    """
+    runs = [part.sort_values(x) for _, part in frame.groupby("run_id")]
+    lo = max(float(part[x].iloc[0]) for part in runs)
+    hi = min(float(part[x].iloc[-1]) for part in runs)
+    grid = np.linspace(lo, hi, points)
+    ys = [np.interp(grid, part[x].to_numpy(float), part[y].to_numpy(float)) for part in runs]
+    return grid, np.mean(ys, axis=0)
+
+
 #: A y axis is made logarithmic only when its positive values span at least this ratio.
 LOG_SPAN = 20.0
 
@@ -314,7 +331,7 @@ def quantization(results: Path, out: Path) -> str:
     table = _final_by_case(rows, ["case"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for case, part in rows.groupby("case"):
-        axes[0].plot(*mean_curve(part, "time", "accuracy"), label=case)
+        axes[0].plot(*mean_curve_interpolated(part, "time", "accuracy"), label=case)
     axes[0].set_xlabel("simulated time (s)")
     axes[0].set_ylabel("held-out accuracy (mean model)")
     axes[0].legend(fontsize=7)
@@ -355,7 +372,7 @@ def noniid(results: Path, out: Path) -> str:
     for ax, kind in zip(axes[0], kinds, strict=True):
         part = rows[rows["objective.kind"] == kind]
         for case, sel in part.groupby("case"):
-            ax.plot(*mean_curve(sel, "epochs", "accuracy"), label=case)
+            ax.plot(*mean_curve_interpolated(sel, "epochs", "accuracy"), label=case)
         ax.set_title(kind)
         ax.set_xlabel("epochs")
         ax.set_ylabel("held-out accuracy (mean model)")
