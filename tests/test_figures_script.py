@@ -56,3 +56,21 @@ def test_figures_go_under_results_by_default_and_every_option_has_help(tmp_path)
     assert done.returncode != 0 and "no runs under" in done.stderr
     assert (tmp_path / "figures").is_dir()
     assert not any((tmp_path / "figures").iterdir())
+
+
+def test_curves_of_runs_recorded_at_different_x_are_averaged_on_a_common_grid():
+    import pandas as pd
+
+    figures = _figures()
+    frame = pd.DataFrame(
+        {
+            "run_id": ["a"] * 3 + ["b"] * 3,
+            "epochs": [0.0, 1.0, 2.0, 0.0, 1.1, 2.1],
+            "accuracy": [0.0, 0.5, 1.0, 0.0, 0.55, 1.05],  # both: accuracy = epochs / 2
+        }
+    )
+    x, y = figures.mean_curve_interpolated(frame, "epochs", "accuracy", points=5)
+    assert x[0] == 0.0 and x[-1] == 2.0  # the range both runs cover
+    assert abs(y - x / 2).max() < 1e-12  # no alternation between the runs
+    raw_x, _ = figures.mean_curve(frame, "epochs", "accuracy")
+    assert len(raw_x) == 5  # grouping by raw values keeps single-run points
