@@ -107,7 +107,9 @@ def test_atc_matches_the_code_before_variants():
     row = outcome.rows[-1]
     assert row["loss"] == 0.624982219420225
     assert row["consensus"] == 0.00018878152835160615
-    assert row["idle_time"] == 140.40390090338028
+    # Recorded then as 140.40390090338028: the waiting of the round under way at the stop
+    # was not counted yet (now it is; see the mid-round test below).
+    assert row["idle_time"] == 151.5463495833544
     assert row["comm_time"] == 0.969024
     assert (row["interactions"], row["bits"], row["messages"]) == (84, 129024, 336)
     assert float(np.abs(sim.models).sum()).hex() == "0x1.8735fa740725ap+2"
@@ -145,3 +147,37 @@ def test_lian_down_nodes_neither_compute_nor_mix():
         np.testing.assert_array_equal(weights[down], np.eye(sim.n)[down])
         partial += len(nodes) < sim.n
     assert partial > 0 and sum(len(nodes) for nodes, _, _ in seen) == sim.local_steps
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["simpy", "lean"])
+@pytest.mark.parametrize("variant", ["lian", "atc"])
+def test_idle_and_comm_time_count_the_time_that_passed_mid_round(variant, lean):
+    """A round 0..10 s (one node 10x slower), recorded every 2.5 s: the fast nodes' idle time
+    grows while they wait, and a round's communication is charged once it is done — so a
+    run stopped mid-round charges only the rounds its messages count."""
+    config = make_config(
+        algorithm={"kind": "dpsgd", "lr": 0.05, "variant": variant},
+        topology={"kind": "ring", "n": N},
+        compute={
+            "kind": "constant",
+            "mean": 1.0,
+            "stragglers": {"fraction": 0.25, "slowdown": 10.0, "mode": "persistent"},
+        },
+        network={"latency": 0.5, "bandwidth": float("inf")},
+        record={"every": 2.5},
+        stop={"time": 15.0},
+    )
+    sim = build_simulation(prepare(config), lean=lean)
+    sim.run(get_algorithm("dpsgd"))
+    rows = {row["time"]: row for row in sim.rows}
+    # lian: a fast node is busy max(1, 0.5) = 1 s; atc: 1 s, then everyone talks 0.5 s.
+    fast = N - 1
+    assert rows[2.5]["idle_time"] == pytest.approx(fast * 1.5)
+    assert rows[7.5]["idle_time"] == pytest.approx(fast * 6.5)
+    first_round = 10.0 if variant == "lian" else 10.5
+    assert rows[12.5]["idle_time"] == pytest.approx(fast * 9.0 + fast * (12.5 - first_round - 1))
+    assert rows[7.5]["comm_time"] == 0.0  # the first round has not ended
+    per_round = N * 0.5  # each node's sends (lian) or the exchange phase (atc): 0.5 s
+    assert rows[12.5]["comm_time"] == pytest.approx(per_round)
+    assert rows[15.0]["comm_time"] == pytest.approx(per_round)  # round 2 runs to 20 s
+    assert rows[15.0]["messages"] == 2 * N  # one round: one message per directed edge

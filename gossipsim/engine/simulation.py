@@ -93,6 +93,9 @@ class Simulation:
         self.idle_time = 0.0
         # Seconds nodes spend communicating, summed over nodes (algorithms add to it).
         self.comm_time = 0.0
+        # Idle time of a synchronous round still under way, as of a given time (set by the
+        # round while it runs): recorded rows count the waiting that has already passed.
+        self.idle_in_progress: Callable[[float], float] | None = None
         self.rows: list[dict[str, float]] = []
         self._stop_event = self.env.event()
         self._stop_reason: str | None = None
@@ -168,7 +171,8 @@ class Simulation:
             "local_steps": self.local_steps,
             "messages": counters.messages,
             "decode_failures": counters.decode_failures,
-            "idle_time": self.idle_time,
+            "idle_time": self.idle_time
+            + (0.0 if self.idle_in_progress is None else self.idle_in_progress(self.env.now)),
             "comm_time": self.comm_time,
         }
         for source in self.metric_sources:

@@ -28,8 +28,10 @@ class SynchronousClock:
     """Per-node compute times of synchronous rounds, drawn from each node's timing stream.
 
     A round lasts as long as its slowest node plus the communication phase; the others
-    idle for the difference. Idle and communication time are accounted when the round
-    has actually elapsed, so a run stopped mid-round never counts time that did not pass.
+    idle for the difference. Communication time is charged when the round has elapsed (when
+    its messages are counted), so a run stopped mid-round never charges a round it did not
+    finish; idle time that has already passed in a round under way is counted in recorded
+    rows (``Simulation.idle_in_progress``).
 
     With faults, :meth:`members` decides who takes part: ``faults.sync: wait`` holds the
     round until every crashed node is back (forever, after a permanent crash — the run
@@ -135,7 +137,6 @@ class SynchronousClock:
         nodes = self.everyone if nodes is None else nodes
         durations = self.durations(nodes, steps, now)
         if overlap is not None:
-            sim.comm_time += float(overlap[nodes].sum())
             durations = np.maximum(durations, overlap[nodes])
         slowest = float(durations.max()) if len(durations) else 0.0
         extra = 0.0
@@ -150,9 +151,18 @@ class SynchronousClock:
                 faults.counts["messages_lost"] += lost
                 faults.counts["retries"] += lost
                 extra += lost * faults.timeout
+        waits = slowest - durations  # each node's idle time, once the slowest is done
+
+        def idle_so_far(t: float) -> float:
+            return float(np.clip(t - now - durations, 0.0, waits).sum())
+
+        sim.idle_in_progress = idle_so_far
         yield sim.env.timeout(slowest + communication + extra)
-        sim.idle_time += float((slowest - durations).sum())
+        sim.idle_in_progress = None
+        sim.idle_time += float(waits.sum())
         sim.comm_time += len(nodes) * communication
+        if overlap is not None:
+            sim.comm_time += float(overlap[nodes].sum())
         return nodes if faults is None else nodes[faults.node_up[nodes]]
 
 
