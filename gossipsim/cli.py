@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gossipsim.experiment.config import ConfigError, RunConfig, config_to_yaml, load_config
+from gossipsim.text import count_of
 
 
 def _progress_bar(
@@ -118,7 +119,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(sweep.format_table(args.out))
         print(
-            f"{len(sweep)} runs of {sweep.name} → {args.out}/{sweep.name}/ (dry run: none started)"
+            f"{count_of(len(sweep), 'run')} of {sweep.name} → {args.out}/{sweep.name}/ "
+            "(dry run: none started)"
         )
         return 0
     check_output_dir(args.out)
@@ -151,7 +153,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     target = write_collected(frame, target)
     runs = frame["run_id"].nunique() if len(frame) else 0
     print(
-        f"wrote {target}: {len(frame)} rows from {runs} runs, columns: {', '.join(frame.columns)}"
+        f"wrote {target}: {count_of(len(frame), 'row')} from {count_of(runs, 'run')}, "
+        f"columns: {', '.join(frame.columns)}"
     )
     return 0
 

@@ -49,7 +49,7 @@ def test_collect_plot_and_report_skip_a_damaged_run_naming_it(tmp_path, capsys, 
     sweep_dir = str(tmp_path / "out" / "dmg")
     assert main(["collect", sweep_dir]) == 0
     captured = capsys.readouterr()
-    assert "rows from 1 runs" in captured.out
+    assert "from 1 run," in captured.out
     assert f"warning: skipping {bad}: unreadable run directory" in captured.err
     assert "Traceback" not in captured.err
     assert main(["plot", sweep_dir]) == 0

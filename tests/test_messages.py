@@ -80,3 +80,23 @@ def test_an_interrupted_sweep_says_how_far_it_got_and_how_to_resume(tmp_path, ca
     monkeypatch.setattr(gossipsim.experiment.sweep, "_task", task)
     assert main(args) == 0
     assert "1 already done, skipped" in capsys.readouterr().out
+
+
+def test_one_run_is_one_run_in_every_message(tmp_path, capsys, monkeypatch):
+    """sweep, --dry-run, collect and report say "1 run", never "1 runs"."""
+    monkeypatch.chdir(tmp_path)
+    Path("one.yaml").write_text(
+        "name: single\n"
+        "topology: {kind: ring, n: 4}\n"
+        "objective: {kind: least_squares, dataset: {kind: synthetic, n_samples: 200}}\n"
+        "algorithm: {kind: swarmsgd}\n"
+        "stop: {time: 3.0}\n"
+    )
+    assert main(["sweep", "one.yaml", "--out", "out", "--dry-run"]) == 0
+    assert main(["sweep", "one.yaml", "--out", "out", "--executor", "serial", "--quiet"]) == 0
+    assert main(["collect", "out/single"]) == 0
+    assert main(["report", "out/single"]) == 0
+    printed = capsys.readouterr()
+    text = printed.out + printed.err + Path("out/single/report.md").read_text()
+    assert "1 run" in text
+    assert not re.search(r"\b1 runs\b", text), text

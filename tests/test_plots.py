@@ -226,3 +226,23 @@ def test_cases_that_differ_in_several_keys_are_labelled_by_their_names_alone(tmp
     fig = plot_table(collect(tmp_path / "fake"), col="case")
     panels = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert sorted(panels) == ["fast-complete", "slow-ring"]
+
+
+def test_a_diverged_run_does_not_flatten_the_healthy_curves():
+    """Healthy losses 0.9 → 0.005 beside a run that blows up to 1e303: a log axis sized
+    to the healthy curves (the diverged one leaves through the top, its label says so)."""
+    rows = []
+    for run, lr, losses in (
+        ("ok", 0.1, [0.9 * 0.5**t for t in range(8)]),
+        ("bad", 1e8, [0.9 * 1e43**t for t in range(8)]),
+    ):
+        for t, loss in enumerate(losses):
+            status = "diverged" if run == "bad" else "complete"
+            rows.append({"run_id": run, "status": status, "time": float(t), "loss": loss,
+                         "algorithm.lr": lr, "name": "x"})  # fmt: skip
+    fig = plot_table(pd.DataFrame(rows), y="loss", hue="algorithm.lr", col=None)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    assert low <= 0.9 * 0.5**7 and 0.9 <= high < 1e3
+    assert any("diverged" in line.get_label() for line in ax.lines)

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from gossipsim.experiment.results import collect, parameters_of, read_collected
+from gossipsim.text import count_of
 
 LABELS = {
     "time": "simulated time (s)",
@@ -214,7 +215,8 @@ def plot_table(
         cycle = _colormap("tab10")
         colors = {v: cycle(i % 10) for i, v in enumerate(hue_values)}
     seeds_seen: set[int] = set()
-    positive: list[float] = []
+    positive: list[float] = []  # the y values that size the axis
+    blown_up: list[float] = []  # those of diverged runs: they may leave through the top
     for ax, panel in zip(axes, panels, strict=False):
         subset = data if col is None else data[data[col].astype(str) == str(panel)]
         keys = all_keys.loc[subset.index]
@@ -233,9 +235,10 @@ def plot_table(
                 continue
             seeds_seen.add(len(curves))
             grid, mean, low, high, _ = _mean_band(curves)
-            positive.extend(v for v in (*mean, *low, *high) if np.isfinite(v) and v > 0)
-            label = _legend_label(key, label_keys, hue, extra)
             bad = [s for s in statuses if s != "complete"]
+            scale_from = positive if "diverged" not in bad else blown_up
+            scale_from.extend(v for v in (*mean, *low, *high) if np.isfinite(v) and v > 0)
+            label = _legend_label(key, label_keys, hue, extra)
             if bad:
                 label += f" ({len(bad)} {'/'.join(sorted(set(bad)))})"
             color = colors.get(key, None)
@@ -249,12 +252,32 @@ def plot_table(
         ax.grid(True, alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
+    sized_by_healthy = bool(positive) and bool(blown_up)
+    if not positive:  # every line diverged: size the axis to them after all
+        positive = blown_up
+    log_axis = False
     if y in LOG_Y and positive:
         top = max(positive)
         meaningful = [v for v in positive if v > top * 1e-12]  # below: rounding noise of 0
-        if top / min(meaningful) >= LOG_SPAN:
-            axes[0].set_yscale("log")  # shared y: every panel follows
-            axes[0].set_ylim(min(meaningful) / 1.5, top * 1.5)
+        log_axis = top / min(meaningful) >= LOG_SPAN
+    if sized_by_healthy:
+        # Diverged lines leave through the top of an axis sized to the others; cut them
+        # just above it (before any scale is set, so no transform meets values near the
+        # float limit).
+        ceiling = max(positive) * (100.0 if log_axis else 2.0)
+        for ax in axes:
+            for line in ax.lines:
+                ys = np.asarray(line.get_ydata(), dtype=float)
+                line.set_ydata(np.where(ys > ceiling, ceiling, ys))
+            for band_patch in ax.collections:  # confidence bands
+                for path in band_patch.get_paths():
+                    path.vertices[:, 1] = np.minimum(path.vertices[:, 1], ceiling)
+            ax.relim()  # the data limits still held the values just cut
+    if log_axis:
+        axes[0].set_yscale("log")  # shared y: every panel follows
+        axes[0].set_ylim(min(meaningful) / 1.5, min(top * 1.5, np.finfo(float).max))
+    elif sized_by_healthy:
+        axes[0].set_ylim(top=max(positive) * 1.1)
     for ax in axes[(nrows - 1) * ncols :]:
         ax.set_xlabel(xlabel)
     for ax in axes[::ncols]:
@@ -275,7 +298,7 @@ LEGEND_INSIDE = 4
 
 
 def _runs(count: int) -> str:
-    return f"{count} run" if count == 1 else f"{count} runs"
+    return count_of(count, "run")
 
 
 def _same_ranges(data: pd.DataFrame, x: str, col: str) -> bool:

@@ -29,6 +29,7 @@ from gossipsim.experiment.results import (
     run_directories,
     runs_table,
 )
+from gossipsim.text import count_of
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -188,9 +189,9 @@ def write_report(
     lines = [
         f"# Sweep `{name}`",
         "",
-        f"{len(runs)} runs ({', '.join(f'{n} {s}' for s, n in statuses.items())}); "
+        f"{count_of(len(runs), 'run')} ({', '.join(f'{n} {s}' for s, n in statuses.items())}); "
         f"swept: {', '.join(f'`{k}`' for k in keys) or 'nothing'}; "
-        f"up to {seeds} {'seed' if seeds == 1 else 'seeds'} per configuration.",
+        f"up to {count_of(int(seeds), 'seed')} per configuration.",
         "",
     ]
     if target is not None:

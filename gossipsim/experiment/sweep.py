@@ -64,6 +64,7 @@ from gossipsim.experiment.results import (
     write_run,
 )
 from gossipsim.system.rng import Streams
+from gossipsim.text import count_of
 
 EXECUTORS = ("serial", "process", "dask")
 SWEEP_KEYS = ("grid", "zip", "seeds", "cases")
@@ -870,7 +871,8 @@ class SweepInterrupted(KeyboardInterrupt):
         self.finished = len(finished)
         self.this_time = sum(not r.skipped for r in finished)
         super().__init__(
-            f"interrupted: {self.finished} of {self.total} runs of {sweep.name} finished "
+            f"interrupted: {self.finished} of {count_of(self.total, 'run')} of {sweep.name} "
+            "finished "
             f"({self.this_time} in this invocation); run the same command again to resume "
             "(finished runs are skipped)"
         )
@@ -883,7 +885,8 @@ def summary_lines(outcome: SweepOutcome) -> list[str]:
     skipped = sum(r.skipped for r in outcome.results)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     lines = [
-        f"{sweep.name}: {len(outcome.results)} runs ({parts}; {skipped} already done, skipped) "
+        f"{sweep.name}: {count_of(len(outcome.results), 'run')} "
+        f"({parts}; {skipped} already done, skipped) "
         f"in {outcome.wall_time:.1f} s → {outcome.out / sweep.name}"
     ]
     stale = sum(r.stale for r in outcome.results)
