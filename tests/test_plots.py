@@ -246,3 +246,13 @@ def test_a_diverged_run_does_not_flatten_the_healthy_curves():
     low, high = ax.get_ylim()
     assert low <= 0.9 * 0.5**7 and 0.9 <= high < 1e3
     assert any("diverged" in line.get_label() for line in ax.lines)
+
+
+def test_title_says_up_to_when_lines_have_different_numbers_of_seeds():
+    rows = []
+    for run, lr in (("a", 0.1), ("b", 0.1), ("c", 0.1), ("d", 0.2)):
+        for t in range(4):
+            rows.append({"run_id": run, "status": "complete", "time": float(t),
+                         "loss": 1.0 / (1 + t), "algorithm.lr": lr, "name": "x"})  # fmt: skip
+    fig = plot_table(pd.DataFrame(rows), y="loss", hue="algorithm.lr", col=None)
+    assert fig._suptitle.get_text().endswith("over up to 3 seeds")

@@ -288,7 +288,8 @@ def plot_table(
         title = f"{name}: {SHORT.get(y, y)} vs {x}"
         most = max(seeds_seen) if seeds_seen else 1
         if most > 1:
-            title += f" — mean and 95% CI over {most} seeds"
+            upto = "up to " if min(seeds_seen) < most else ""
+            title += f" — mean and 95% CI over {upto}{most} seeds"
     fig.suptitle(title, fontsize=11)
     return fig
 
