@@ -256,6 +256,44 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_real(args: argparse.Namespace) -> int:
+    import json
+
+    from gossipsim.experiment.results import check_output_dir
+    from gossipsim.real import compare, run_real
+    from gossipsim.real.run import check_config, parse_slow
+
+    config = load_config(args.config, args.set)
+    check_config(config)
+    slow = parse_slow(args.slow, config.topology.n)
+    out = Path(args.out) if args.out else Path("results") / "real" / config.name
+    check_output_dir(out.parent, "--out")
+    real = run_real(config, slow=slow)
+    real.write(out)
+    per_node = real.step_node.size / max(real.facts["processes"], 1)
+    print(
+        f"{config.name}: real {config.algorithm.kind} on {real.facts['processes']} processes, "
+        f"{real.wall:.1f} s, {real.step_node.size} local steps ({per_node:.0f} per node), "
+        f"loss {real.curve_loss[0]:.4g} → {real.curve_loss[-1]:.4g}, median exchange "
+        f"{real.exchange_time * 1e6:.1f} µs → {out}"
+    )
+    if args.compare:
+        results = {}
+        for name, fitted in (("trace", False), ("fitted", True)):
+            summary = compare(real, out / "trace.csv", fitted=fitted).summary()
+            results[name] = summary
+            print(
+                f"  simulated from the {name}: loss error mean "
+                f"{summary['mean_relative_loss_error']:.1%}, max "
+                f"{summary['max_relative_loss_error']:.1%}; time to loss "
+                f"{summary['target_loss']:.4g}: {summary['predicted_time_to_target_s']:.3g} s "
+                f"predicted, {summary['measured_time_to_target_s']:.3g} s measured; local "
+                f"steps {summary['steps_error']:+.1%}"
+            )
+        (out / "comparison.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from gossipsim.experiment.results import ls_lines
 
@@ -421,6 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many nodes' own fits to list (default: 10)",
     )
     fit.set_defaults(handler=cmd_fit)
+
+    real = sub.add_parser(
+        "real",
+        help="run a config for real (SwarmSGD or D-PSGD as processes on this machine), measured",
+    )
+    add_config_args(real)
+    real.add_argument(
+        "--out", help="directory for trace.csv, curve.csv, meta.json (default: results/real/NAME)"
+    )
+    real.add_argument(
+        "--slow",
+        action="append",
+        default=[],
+        metavar="NODE=FACTOR",
+        help="make a node FACTOR times slower by sleeping after each step (repeatable)",
+    )
+    real.add_argument(
+        "--compare",
+        action="store_true",
+        help="then simulate the same config from the measured times and print the errors",
+    )
+    real.set_defaults(handler=cmd_real)
 
     ls = sub.add_parser(
         "ls", help="list runs: status, swept values, final loss, wall time (a sweep or results/)"
