@@ -175,3 +175,26 @@ def test_a_missing_trace_and_an_unwritable_output_fail_before_any_work(tmp_path,
     assert main(["fit", str(trace), "--output", str(blocker / "x.yaml")]) == 2
     err = capsys.readouterr().err
     assert f"--output {blocker / 'x.yaml'}" in err and "Traceback" not in err
+
+
+def test_a_fit_whose_mean_misses_the_measured_mean_is_flagged(tmp_path, capsys):
+    """Short steps with rare very long pauses (preemptions): the best family by AIC follows
+    the bulk, and its mean falls far below the measured one — the report says so."""
+    rng = np.random.default_rng(4)
+    durations = rng.lognormal(np.log(3e-5), 0.2, size=4000)
+    pauses = rng.random(4000) < 0.01
+    durations[pauses] = rng.uniform(5e-3, 4e-2, size=int(pauses.sum()))
+    path = tmp_path / "pauses.csv"
+    path.write_text(
+        "node,duration\n" + "".join(f"{i % 4},{float(d)!r}\n" for i, d in enumerate(durations))
+    )
+    assert main(["fit", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the best fit's mean" in out and "below the measured mean" in out
+    calm = tmp_path / "calm.csv"
+    steady = rng.lognormal(np.log(3e-5), 0.2, size=2000)
+    calm.write_text(
+        "node,duration\n" + "".join(f"{i % 4},{float(d)!r}\n" for i, d in enumerate(steady))
+    )
+    assert main(["fit", str(calm)]) == 0
+    assert "warning" not in capsys.readouterr().out

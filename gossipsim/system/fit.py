@@ -140,6 +140,12 @@ class TraceFit:
     heterogeneity_sigma: float  # lognormal factor sigma (0: no heterogeneity)
     per_node: dict[int, list[Fit]] = field(default_factory=dict)
     too_few: list[int] = field(default_factory=list)
+    pooled_mean: float = math.nan  # mean of the pooled (factor-normalized) durations
+
+    def mean_gap(self) -> float:
+        """(best fit's mean − measured mean) / measured mean, of the pooled durations."""
+        mean = self.best.params.get("mean", math.nan)
+        return (mean - self.pooled_mean) / self.pooled_mean
 
     @property
     def best(self) -> Fit:
@@ -183,7 +189,14 @@ def fit_trace(trace: Trace) -> TraceFit:
             cv2 = float(normalized.var() / normalized.mean() ** 2)
             noise = float(np.mean([cv2 / len(samples[i]) for i in counted]))
             sigma = math.sqrt(max(float(logs.var(ddof=1)) - noise, 0.0))
-    return TraceFit(trace, pooled, factors, p_value, sigma, per_node, too_few)
+    return TraceFit(
+        trace, pooled, factors, p_value, sigma, per_node, too_few, float(normalized.mean())
+    )
+
+
+# Above this relative difference between the best fit's mean and the measured mean, the
+# report warns (a simulated run's progress follows the mean step time).
+MEAN_GAP = 0.2
 
 
 def report_lines(result: TraceFit, per_node: int = 10) -> list[str]:
@@ -205,6 +218,15 @@ def report_lines(result: TraceFit, per_node: int = 10) -> list[str]:
         lines.append(
             f"  {fit.kind:20s} {fit.describe():34s} {fit.ks:7.4f} {fit.loglik:12.6g} "
             f"{fit.aic:12.6g}{mark}"
+        )
+    gap = result.mean_gap() if result.best.usable else math.nan
+    if math.isfinite(gap) and abs(gap) > MEAN_GAP:
+        lines.append(
+            f"  warning: the best fit's mean, {_g(result.best.params['mean'])} s, is "
+            f"{abs(gap):.0%} {'below' if gap < 0 else 'above'} the measured mean, "
+            f"{_g(result.pooled_mean)} s: the fit follows the bulk of the durations, not their "
+            "tail. Simulated step counts and times follow the mean; to keep it, replay the "
+            "trace (compute: {kind: trace, path: ...}) or pick a family whose mean matches."
         )
     lines.append("")
     if result.heterogeneity_p is None:
