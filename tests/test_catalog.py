@@ -142,3 +142,10 @@ def test_bad_grid_and_ls_arguments_are_one_line_errors(tmp_path, capsys):
     assert "--grid algorithm.lr: expected KEY=V1,V2" in capsys.readouterr().err
     assert main(["ls", str(tmp_path / "nothing")]) == 2
     assert "no such results directory" in capsys.readouterr().err
+
+
+def test_edge_list_size_is_listed_as_read_from_the_file(capsys):
+    assert main(["list", "topologies"]) == 0
+    listing = capsys.readouterr().out
+    edge = listing[listing.index("edge_list") :]
+    assert "n=from the file" in edge.splitlines()[1]

@@ -48,7 +48,7 @@ class Kind:
     @property
     def keys(self) -> dict[str, Any]:
         """Key → default (``...`` when required), ``kind`` left out."""
-        return {k: default_of(f) for k, f in self.model.model_fields.items() if k != "kind"}
+        return {k: shown_default(f) for k, f in self.model.model_fields.items() if k != "kind"}
 
 
 def describe(model: type[BaseModel]) -> str:
@@ -56,6 +56,12 @@ def describe(model: type[BaseModel]) -> str:
     doc = model.__dict__.get("__doc__") or ""
     lines = [line.strip() for line in doc.strip().split("\n\n")[0].splitlines()]
     return " ".join(line for line in lines if line)
+
+
+def shown_default(field: Any) -> Any:
+    """The default as listings show it: a field may describe it (``shown_default``)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return extra["shown_default"] if "shown_default" in extra else default_of(field)
 
 
 def default_of(field: Any) -> Any:
@@ -224,7 +230,7 @@ def _type_text(annotation: Any) -> str:
 def _model_rows(model: type[BaseModel]) -> list[str]:
     rows = []
     for key, field in model.model_fields.items():
-        default = default_of(field)
+        default = shown_default(field)
         args = typing.get_args(field.annotation)
         kind_values = (
             args if key == "kind" and typing.get_origin(field.annotation) is typing.Literal else ()

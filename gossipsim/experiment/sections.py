@@ -108,6 +108,9 @@ class EdgeListTopology(_TopologyBase):
     largest id in the file plus one."""
 
     kind: Literal["edge_list"]
+    # Shown as "from the file" by `gossipsim list` and the reference (16 only if the file
+    # has no well-formed line, which the graph builder then reports).
+    n: Annotated[int, Field(ge=2, json_schema_extra={"shown_default": "from the file"})] = 16
     path: str
 
     @model_validator(mode="before")
