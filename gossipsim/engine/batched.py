@@ -271,6 +271,25 @@ class BatchedExecutor:
         if len(self._kind) >= self.flush_every:
             self.flush()
 
+    def log_local_many(self, nodes: list[int], steps: list[int]) -> None:
+        """``LocalSteps(nodes[r], steps[r])`` for distinct nodes, as that many
+        :meth:`submit` calls would (a synchronous round's steps in one call). Executors that
+        apply or watch every operation (a subclass's own ``submit``) get them one by one."""
+        if self.flush_every <= 1 or type(self).submit is not BatchedExecutor.submit:
+            for node, count in zip(nodes, steps, strict=True):
+                self.submit(LocalSteps(node, count))
+            return
+        last = self._last
+        levels = [last[node] + 1 for node in nodes]
+        for node, level in zip(nodes, levels, strict=True):
+            last[node] = level
+        self._kind.extend([LOCAL] * len(nodes))
+        self._a.extend(nodes)
+        self._b.extend(steps)
+        self._level.extend(levels)
+        if len(self._kind) >= self.flush_every:
+            self.flush()
+
     def log_pair(self, code: int, i: int, j: int) -> None:
         """Log a two-node operation (``PAIR`` or ``BUFFER``) between ``i`` and ``j``."""
         last = self._last

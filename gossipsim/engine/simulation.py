@@ -18,7 +18,7 @@ import numpy as np
 import simpy
 
 from gossipsim.engine.batched import BatchedExecutor
-from gossipsim.engine.executor import Operation
+from gossipsim.engine.executor import LocalSteps, Operation
 from gossipsim.engine.lean import LeanEnvironment, LeanEvent
 from gossipsim.engine.problem import Problem
 from gossipsim.system.metrics import consensus_distance, mean_model
@@ -96,6 +96,7 @@ class Simulation:
         # Idle time of a synchronous round still under way, as of a given time (set by the
         # round while it runs): recorded rows count the waiting that has already passed.
         self.idle_in_progress: Callable[[float], float] | None = None
+        self._batches: np.ndarray | None = None  # each node's minibatch size
         self.rows: list[dict[str, float]] = []
         self._stop_event = self.env.event()
         self._stop_reason: str | None = None
@@ -115,6 +116,29 @@ class Simulation:
         self.local_steps += steps
         batch = min(self.problem.batch_size, self.problem.shard_y[node].shape[0])
         self.samples += steps * batch
+        stop = self.config.stop
+        if stop.epochs is not None and self.epochs >= stop.epochs:
+            self.request_stop("epochs")
+
+    def submit_local_steps(self, nodes: list[int], steps: list[int]) -> None:
+        """``LocalSteps(nodes[r], steps[r])`` for distinct nodes, submitted and counted at
+        once (a synchronous round): the same as submitting and counting them one by one."""
+        log_many = getattr(self.executor, "log_local_many", None)
+        if log_many is not None:
+            log_many(nodes, steps)
+        else:
+            for node, count in zip(nodes, steps, strict=True):
+                self.executor.submit(LocalSteps(node, count))
+        self.count_local_steps_many(nodes, steps)
+
+    def count_local_steps_many(self, nodes: list[int], steps: list[int]) -> None:
+        """:meth:`count_local_steps` for distinct nodes at once (one stop-rule check)."""
+        if self._batches is None:
+            sizes = np.array([y.shape[0] for y in self.problem.shard_y], dtype=np.int64)
+            self._batches = np.minimum(self.problem.batch_size, sizes)
+        total = int(sum(steps))
+        self.local_steps += total
+        self.samples += int(np.dot(self._batches[nodes], np.asarray(steps, dtype=np.int64)))
         stop = self.config.stop
         if stop.epochs is not None and self.epochs >= stop.epochs:
             self.request_stop("epochs")

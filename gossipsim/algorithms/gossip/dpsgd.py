@@ -30,7 +30,7 @@ import simpy
 from pydantic import Field
 
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock
-from gossipsim.engine.executor import LocalSteps, Mix, MixGradient
+from gossipsim.engine.executor import Mix, MixGradient
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.sections import AveragingOptimizerSection, NoQuantizer, QuantizerConfig
 from gossipsim.system.topology import metropolis_weights
@@ -98,14 +98,12 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
         else:
             # Average over the links usable now: down nodes and cut links drop out.
             mixing = metropolis_weights(sim.faults.usable_graph(sim.graph))
+        members = [int(node) for node in nodes]
         if lian:
-            sim.submit(MixGradient(mixing, tuple(int(node) for node in nodes)))
-            for node in nodes:
-                sim.count_local_steps(int(node), 1)
+            sim.submit(MixGradient(mixing, tuple(members)))
+            sim.count_local_steps_many(members, [1] * len(members))
         else:
-            for node in nodes:
-                sim.submit(LocalSteps(int(node), 1))
-                sim.count_local_steps(int(node), 1)
+            sim.submit_local_steps(members, [1] * len(members))
             sim.submit(Mix(mixing))
         for _ in nodes:
             sim.count_interaction()

@@ -54,8 +54,7 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
                 sim.submit(LocalSteps(int(node), 1))
             sim.submit(Mix(reachable_groups(sim)))
         account_allreduce(sim, ring, len(nodes))
-        for node in nodes:
-            sim.count_local_steps(int(node), 1)
+        sim.count_local_steps_many([int(node) for node in nodes], [1] * len(nodes))
         sim.count_iteration()
 
 

@@ -18,7 +18,7 @@ from gossipsim.algorithms.synchronous.allreduce import (
     reachable_groups,
 )
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock, draw_local_steps
-from gossipsim.engine.executor import GlobalAverage, LocalSteps, Mix
+from gossipsim.engine.executor import GlobalAverage, Mix
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.sections import (
     AveragingOptimizerSection,
@@ -49,9 +49,8 @@ def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, ob
         nodes = yield from clock.members()
         steps = [draw_local_steps(config.local_steps, steps_rng[i]) for i in range(sim.n)]
         nodes = yield from clock.round(ring.time, steps, nodes=nodes, messages=ring.messages)
-        for node in nodes:
-            sim.submit(LocalSteps(int(node), steps[node]))
-            sim.count_local_steps(int(node), steps[node])
+        members = [int(node) for node in nodes]
+        sim.submit_local_steps(members, [steps[node] for node in members])
         sim.submit(GlobalAverage() if sim.faults is None else Mix(reachable_groups(sim)))
         account_allreduce(sim, ring, len(nodes))
         sim.count_iteration()
