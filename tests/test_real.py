@@ -99,3 +99,46 @@ def test_cli_real_writes_the_run_and_compares(tmp_path, capsys):
         assert (out / name).is_file()
     assert main(["real", str(path), "--set", "algorithm.kind=sgp"]) == 2
     assert "algorithm.kind: real runs support" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_real_run_cleanly(tmp_path):
+    """SIGINT to the whole process group (a terminal's Ctrl-C): exit 130, one line, the
+    workers gone, no shared memory or semaphore left behind or reported."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "stop": {"time": 30.0}}))
+    before = shared_memory_blocks()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gossipsim", "real", str(path), "--out", str(tmp_path / "o")],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(3.0)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted"], err
+    assert shared_memory_blocks() <= before
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_real_input_is_one_line(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    assert main(["real", str(path), "--slow", "0=0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--slow 0=0.5" in err[0]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["real", str(path), "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0]
