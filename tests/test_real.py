@@ -10,7 +10,7 @@ import pytest
 
 from gossipsim.cli import main
 from gossipsim.experiment.config import validate_data
-from gossipsim.real import compare, run_real
+from gossipsim.real import compare, run_real, simulated_config
 from gossipsim.real.run import RealRunError, check_config, parse_slow
 from gossipsim.system.fit import fit_trace
 from gossipsim.system.traces import read_trace
@@ -61,6 +61,9 @@ def test_a_real_run_gives_a_trace_gossipsim_reads_and_fits(tmp_path, algorithm):
         # The node slowed 2x (by sleeping) takes fewer steps than the others.
         counts = np.bincount(real.step_node, minlength=3)
         assert counts[0] < counts[1:].min()
+    # The fitted model names the slowed node's share and slowdown as stragglers.
+    stragglers = simulated_config(real, out / "trace.csv", fitted=True).compute.stragglers
+    assert stragglers.fraction == pytest.approx(1 / 3) and stragglers.slowdown > 1.2
 
 
 def test_the_simulator_replays_a_real_run_and_gives_finite_errors(tmp_path):
