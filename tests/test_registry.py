@@ -9,14 +9,15 @@ from gossipsim.algorithms import REGISTRY, node_count
 from gossipsim.experiment.config import validate_data
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gossipsim"
-# Packages that implement algorithms themselves: the registry's modules, and the real
-# multi-process runs (an independent implementation of the algorithms they support).
-OWN_IMPLEMENTATIONS = ("algorithms/", "real/")
 # Where naming an algorithm is its definition or a default, not a special case.
 ALLOWED = {
     "cli.py": "`gossipsim init`'s default algorithm",
     "experiment/catalog.py": "the starter config's default algorithm",
 }
+# Packages that are implementations of named algorithms, as algorithms/ is: real/ runs
+# SwarmSGD and D-PSGD as OS processes (its own code per algorithm, not a special case of
+# the simulator's).
+IMPLEMENTATIONS = ("algorithms/", "real/")
 
 
 def test_no_module_outside_the_algorithms_special_cases_an_algorithm_by_name():
@@ -25,7 +26,7 @@ def test_no_module_outside_the_algorithms_special_cases_an_algorithm_by_name():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith(OWN_IMPLEMENTATIONS) or relative in ALLOWED:
+        if relative.startswith(IMPLEMENTATIONS) or relative in ALLOWED:
             continue
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if pattern.search(line):

@@ -2,14 +2,16 @@
 
 The simulated run takes the real run's config with its measured step times as the compute
 model — replayed (``compute: {kind: trace, mode: replay}``) or, with ``fitted``, the best
-distribution ``gossipsim fit`` finds in them — and its measured exchange time as the
-message time (latency; bandwidth infinite): a blocking SwarmSGD exchange lasts one message
-time, a non-blocking one waits for a request and a reply (two), and a D-PSGD round pays,
-as its sends' latency, the measured time its rounds took beyond their slowest step (the
-mixing and the barrier that synchronises the processes). Everything else the simulator
-does not model (the OS scheduler sharing the cores among the processes, memory bandwidth,
-lock hand-over latency, D-PSGD's sends overlapping its step in the simulator but not in
-the real implementation) shows up as the difference between the curves.
+distribution ``gossipsim fit`` finds in them (nodes slowed on purpose become persistent
+stragglers with their measured slowdown, the others' durations fitted alone) — and its
+measured exchange time as the message time (latency; bandwidth infinite): a blocking
+SwarmSGD exchange lasts one message time, a non-blocking one waits for a request and a reply
+(two), and a D-PSGD round pays, as its sends' latency, the measured time its rounds took
+beyond their slowest step (the mixing and the barrier that synchronises the processes).
+Everything else the simulator does not model (the OS scheduler sharing the cores among the
+processes, memory bandwidth, lock hand-over latency, D-PSGD's sends overlapping its step in
+the simulator but not in the real implementation) shows up as the difference between the
+curves.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from gossipsim.experiment.config import validate_data
 from gossipsim.experiment.runner import prepare, simulate
 from gossipsim.system.fit import fit_trace
-from gossipsim.system.traces import read_trace
+from gossipsim.system.traces import Trace, read_trace
 
 if TYPE_CHECKING:
     from gossipsim.experiment.config import RunConfig
@@ -83,13 +85,47 @@ class Comparison:
         }
 
 
+def trace_compute_available() -> bool:
+    """Whether this gossipsim's configs take ``compute: {kind: trace}`` (measured times)."""
+    from gossipsim.experiment import config as config_module
+
+    return hasattr(config_module, "TraceCompute")
+
+
+def fitted_compute(real: RealRun, trace_path: str | Path) -> dict[str, Any]:
+    """The ``compute:`` section ``gossipsim fit`` gives for the trace; when nodes were slowed
+    on purpose, their slowdown as persistent stragglers instead of lognormal heterogeneity
+    (the fit's random factors cannot say *which* node is slow, the real run can)."""
+    trace = read_trace(trace_path)
+    section = fit_trace(trace).compute_section()
+    if real.slow:
+        slowed = np.isin(trace.node, list(real.slow))
+        if slowed.all():
+            return section
+        ratio = float(trace.duration[slowed].mean() / trace.duration[~slowed].mean())
+        rest = ~slowed
+        fast = fit_trace(Trace(trace.path, trace.node[rest], trace.duration[rest], None))
+        fast_section = fast.compute_section()
+        fast_section.pop("heterogeneity", None)
+        n = real.config.topology.n
+        fast_section["stragglers"] = {
+            "fraction": len(real.slow) / n,
+            "slowdown": max(ratio, 1.0),
+            "mode": "persistent",
+        }
+        return fast_section
+    return section
+
+
 def simulated_config(real: RealRun, trace_path: str | Path, fitted: bool = False) -> RunConfig:
     """The config that simulates ``real`` from its measured times (see the module notes)."""
     data: dict[str, Any] = real.config.resolved()
     if fitted:
-        data["compute"] = fit_trace(read_trace(trace_path)).compute_section()
-    else:
+        data["compute"] = fitted_compute(real, trace_path)
+    elif trace_compute_available():
         data["compute"] = {"kind": "trace", "path": str(trace_path), "mode": "replay"}
+    else:  # pragma: no cover - a gossipsim without the trace kind
+        raise ValueError("this gossipsim has no compute kind 'trace': compare with fitted=True")
     algorithm = data["algorithm"]
     waits = 2.0 if algorithm["kind"] == "swarmsgd" and algorithm.get("nonblocking") else 1.0
     # D-PSGD's round also pays the processes' synchronisation at the barrier, which the
