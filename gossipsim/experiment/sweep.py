@@ -26,7 +26,6 @@ whichever executor or worker count ran them. Runs whose directory already exists
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import math
@@ -63,6 +62,7 @@ from gossipsim.experiment.results import (
     warn,
     write_run,
 )
+from gossipsim.signals import sigint_deferred
 from gossipsim.system.rng import Streams
 from gossipsim.text import count_of
 
@@ -744,7 +744,7 @@ def _execute_processes(
     )
     futures: list[Any] = []
     try:
-        with _sigint_deferred():
+        with sigint_deferred():
             futures = [pool.submit(_task, *task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
@@ -781,32 +781,6 @@ def _stop_worker(signum: int, frame: Any) -> None:
 
     util._run_finalizers(0)  # type: ignore[attr-defined]  # priority >= 0: semaphores among them
     os._exit(128 + signum)
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back meanwhile, then raise it as KeyboardInterrupt.
-
-    Processes started meanwhile (the fork server, the workers) inherit this thread's
-    blocked SIGINT, so a Ctrl-C cannot hit them half-way through their imports. Other
-    threads of this process may still receive it: a recording handler defers it here.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def _stop_workers(pool: Any) -> None:

@@ -20,7 +20,6 @@ measured length ``t``; the trace holds the whole, slowed, step.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import json
@@ -29,10 +28,8 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -43,6 +40,7 @@ import numpy as np
 from gossipsim.engine.problem import Problem, initial_models
 from gossipsim.experiment.runner import prepare
 from gossipsim.experiment.sections import GeometricLocalSteps, NoQuantizer
+from gossipsim.signals import sigint_deferred
 from gossipsim.system.rng import Streams
 from gossipsim.system.topology import metropolis_weights
 
@@ -422,7 +420,7 @@ def run_real(config: RunConfig, slow: dict[int, float] | None = None) -> RealRun
             array[:] = models0
         static["shm"] = shared.names
         problem.__dict__.pop("_metrics", None)  # the parent's compiled metrics stay here
-        with _sigint_deferred():  # no worker is hit by Ctrl-C half-way through its start
+        with sigint_deferred():  # no worker is hit by Ctrl-C half-way through its start
             processes = [
                 context.Process(target=_worker, args=(i, static, sync), daemon=True)
                 for i in range(n)
@@ -500,27 +498,6 @@ def _wait_until_ready(ready: Any, processes: list[Any]) -> None:
             dead = [i for i, p in enumerate(processes) if not p.is_alive()]
             if dead:
                 raise RuntimeError(f"real run: node processes {dead} died while starting")
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while the workers start (they inherit the blocked signal, then
-    ignore it), then raise it here as KeyboardInterrupt."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 def _mean_model(shared: _Shared, kind: str, rounds: Any) -> np.ndarray:
