@@ -644,8 +644,12 @@ def machine() -> dict[str, Any]:
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "blas": [
             {
-                key: pool.get(key)
-                for key in ("user_api", "internal_api", "version", "num_threads", "filepath")
+                **{
+                    key: pool.get(key)
+                    for key in ("user_api", "internal_api", "version", "num_threads")
+                },
+                # Which library, not where this machine keeps it.
+                "library": os.path.basename(pool.get("filepath") or ""),
             }
             for pool in threadpool_info()
         ],
