@@ -180,3 +180,34 @@ def test_a_run_that_can_never_finish_stops_as_stalled():
     )
     assert outcome.stop_reason == "stalled"
     assert outcome.rows[-1]["interactions"] < 500
+
+
+@pytest.mark.parametrize("kind", ["allreduce", "local_sgd"])
+@pytest.mark.parametrize(
+    ("crashed", "groups"),
+    [
+        ([], [12]),  # no faults: one ring all-reduce over all 12 nodes
+        ([3], [11]),  # the ring minus node 3 is one path of 11 nodes
+        ([0, 6], [5, 5]),  # the ring cut in two: 1..5 and 7..11
+    ],
+)
+def test_synchronous_rounds_count_one_ring_allreduce_per_reachable_group(kind, crashed, groups):
+    """Each round counts the ring all-reduces over the groups of members that can reach
+    each other — 2(m−1)·m messages and 2(m−1)·d·float_bits bits for a group of m — and
+    nothing else (the averaging inside the groups is that all-reduce, not a gossip round)."""
+    float_bits, rounds = 32, 6
+    overrides = {
+        "algorithm": {"kind": kind, "lr": 0.05},
+        "topology": {"kind": "ring", "n": 12},
+        "network": {"latency": 0.01, "bandwidth": 1.0e6, "float_bits": float_bits},
+        "stop": {"iterations": rounds},
+    }
+    if crashed:
+        overrides["faults"] = {"crash": {"nodes": crashed, "at": 0.0}}
+    _, outcome, sim = run(**overrides)
+    assert outcome.stop_reason == "iterations"
+    d = sim.models.shape[1]
+    last = outcome.rows[-1]
+    assert last["messages"] == rounds * sum(2 * (m - 1) * m for m in groups)
+    assert last["bits"] == rounds * sum(2 * (m - 1) * d * float_bits for m in groups)
+    assert last["interactions"] == rounds * sum(groups)

@@ -25,6 +25,7 @@ from gossipsim.engine.executor import (
     ExchangeCounters,
     GlobalAverage,
     GradientSnapshot,
+    GroupAverage,
     LazyGenerators,
     LocalSteps,
     Mix,
@@ -350,7 +351,7 @@ class BatchedExecutor:
                 dest = self.in_flight[op.message][0]
             after = self._message_level.pop(op.message, 0)
             self._log_single(PUSH_RECEIVE, dest, op.message, after)
-        elif kind in (Mix, MixGradient, AllReduceStep, GlobalAverage):
+        elif kind in (Mix, MixGradient, AllReduceStep, GlobalAverage, GroupAverage):
             level = max(self._last) + 1
             self._barriers[len(self._kind)] = op
             self._kind.append(BARRIER)
@@ -623,6 +624,11 @@ class BatchedExecutor:
             else:
                 self._global_step(gradients.mean(axis=0))
             self.steps += 1
+        elif isinstance(op, GroupAverage):
+            self.models[:] = op.weights @ self.models
+            if self.average_momentum:
+                assert self.velocity is not None
+                self.velocity[:] = op.weights @ self.velocity
         else:
             self.models[:] = self.models.mean(axis=0)
             if self.average_momentum:

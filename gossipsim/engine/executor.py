@@ -118,6 +118,18 @@ class GlobalAverage:
     """Every node's model is replaced by the average of all of them (all-reduce of models)."""
 
 
+@dataclass(frozen=True, slots=True)
+class GroupAverage:
+    """Every node's model is replaced by the exact average over its group (an all-reduce
+    within each group; under faults, the groups of nodes that can still reach each other).
+
+    ``weights`` averages inside each group (row i: 1/|group| on i's group). Unlike
+    :class:`Mix` it sends nothing itself: the algorithm counts the all-reduces' messages.
+    """
+
+    weights: object  # scipy.sparse.csr_matrix
+
+
 Operation = (
     LocalSteps
     | PairAverage
@@ -131,6 +143,7 @@ Operation = (
     | PushSumStep
     | AllReduceStep
     | GlobalAverage
+    | GroupAverage
 )
 
 

@@ -16,6 +16,7 @@ from gossipsim.engine.executor import (
     ExchangeCounters,
     GlobalAverage,
     GradientSnapshot,
+    GroupAverage,
     LazyGenerators,
     LocalSteps,
     Mix,
@@ -73,6 +74,7 @@ class ScalarExecutor:
             PushSumStep: lambda op: self._push_sum_step(op.node),
             AllReduceStep: lambda op: self._all_reduce_step(),
             GlobalAverage: lambda op: self._global_average(),
+            GroupAverage: lambda op: self._group_average(op.weights),
         }
 
     accepts_logs = False  # the compiled loop submits operations one at a time
@@ -194,6 +196,9 @@ class ScalarExecutor:
 
     def _global_average(self) -> None:
         self.models[:] = self.models.mean(axis=0)
+
+    def _group_average(self, weights) -> None:
+        self.models[:] = weights @ self.models  # an all-reduce per group: no gossip messages
 
     def _send(self, x: np.ndarray, reference: np.ndarray, sender: int) -> np.ndarray:
         sent = self.quantizer.transmit(x, reference, self.quantize_rng[sender])

@@ -16,13 +16,15 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Literal
 
-import scipy.sparse
+import networkx as nx
+import numpy as np
 import simpy
 
-from gossipsim.algorithms.synchronous.rounds import SynchronousClock, component_average_weights
-from gossipsim.engine.executor import AllReduceStep, LocalSteps, Mix
+from gossipsim.algorithms.synchronous.rounds import SynchronousClock, group_average_weights
+from gossipsim.engine.executor import AllReduceStep, GroupAverage, LocalSteps
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.sections import OptimizerSection
+from gossipsim.system.timing import Network
 
 
 class AllReduceConfig(OptimizerSection):
@@ -47,20 +49,48 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
         nodes = yield from clock.round(ring.time, nodes=nodes, messages=ring.messages)
         if sim.faults is None:
             sim.submit(AllReduceStep())
+            account_allreduce(sim, ring, len(nodes))
         else:
             # The same step written so that only the nodes taking part move: each takes a
             # gradient step from the shared model, then each reachable group averages.
             for node in nodes:
                 sim.submit(LocalSteps(int(node), 1))
-            sim.submit(Mix(reachable_groups(sim)))
-        account_allreduce(sim, ring, len(nodes))
+            average_reachable_groups(sim, ring, nodes)
         sim.count_local_steps_many([int(node) for node in nodes], [1] * len(nodes))
         sim.count_iteration()
 
 
-def reachable_groups(sim: Simulation) -> scipy.sparse.csr_matrix:
-    """Averaging within each group of nodes that can reach each other now (under faults)."""
-    return component_average_weights(sim.faults.usable_graph(sim.graph))
+def average_reachable_groups(sim: Simulation, ring: RingAllReduce, nodes: np.ndarray) -> None:
+    """Under faults: each group of nodes that can reach each other now averages its models.
+
+    Counted as one ring all-reduce over each group's members among ``nodes`` (a group of m
+    of them: 2(m−1)·m messages, 2(m−1)·d·float_bits bits; one alone sends nothing), and one
+    exchange per member. The averaging itself sends no gossip messages.
+    """
+    assert sim.faults is not None
+    groups = [
+        sorted(group) for group in nx.connected_components(sim.faults.usable_graph(sim.graph))
+    ]
+    sim.submit(GroupAverage(group_average_weights(groups, sim.n)))
+    taking_part = np.zeros(sim.n, dtype=bool)
+    taking_part[nodes] = True
+    counters = sim.executor.counters
+    for group in groups:
+        m = int(taking_part[group].sum())
+        counters.bits += ring_bits(m, ring.vector_bits)
+        counters.messages += ring_messages(m)
+    for _ in range(len(nodes)):
+        sim.count_interaction()
+
+
+def ring_messages(m: int) -> int:
+    """Messages of one ring all-reduce over ``m`` nodes: 2(m−1) per node."""
+    return 2 * (m - 1) * m
+
+
+def ring_bits(m: int, vector_bits: int) -> int:
+    """Bits all ``m`` nodes of one ring all-reduce of a ``vector_bits``-bit vector send."""
+    return round(m * Network.allreduce_bits_per_node(m, vector_bits))
 
 
 @dataclass(frozen=True)
@@ -70,19 +100,21 @@ class RingAllReduce:
     time: float  # 2(n−1)·max over ring links of (latency + d·float_bits/n / bandwidth)
     bits: int  # sent by all nodes together
     messages: int  # 2(n−1) per node
+    vector_bits: int  # d·float_bits: the full-precision model vector
 
     @classmethod
     def of(cls, sim: Simulation) -> RingAllReduce:
         vector_bits = sim.network.float_bits * sim.models.shape[1]
         return cls(
             time=sim.network.allreduce_time(sim.n, vector_bits),
-            bits=round(sim.n * sim.network.allreduce_bits_per_node(sim.n, vector_bits)),
-            messages=2 * (sim.n - 1) * sim.n,
+            bits=ring_bits(sim.n, vector_bits),
+            messages=ring_messages(sim.n),
+            vector_bits=vector_bits,
         )
 
 
 def account_allreduce(sim: Simulation, ring: RingAllReduce, members: int) -> None:
-    """Count one all-reduce: its bits and messages, and one exchange per member."""
+    """Count one all-reduce over all n nodes: its bits and messages, one exchange per member."""
     counters = sim.executor.counters
     counters.bits += ring.bits
     counters.messages += ring.messages

@@ -15,10 +15,10 @@ from pydantic import Field
 from gossipsim.algorithms.synchronous.allreduce import (
     RingAllReduce,
     account_allreduce,
-    reachable_groups,
+    average_reachable_groups,
 )
 from gossipsim.algorithms.synchronous.rounds import SynchronousClock, draw_local_steps
-from gossipsim.engine.executor import GlobalAverage, Mix
+from gossipsim.engine.executor import GlobalAverage
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.sections import (
     AveragingOptimizerSection,
@@ -51,6 +51,9 @@ def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, ob
         nodes = yield from clock.round(ring.time, steps, nodes=nodes, messages=ring.messages)
         members = [int(node) for node in nodes]
         sim.submit_local_steps(members, [steps[node] for node in members])
-        sim.submit(GlobalAverage() if sim.faults is None else Mix(reachable_groups(sim)))
-        account_allreduce(sim, ring, len(nodes))
+        if sim.faults is None:
+            sim.submit(GlobalAverage())
+            account_allreduce(sim, ring, len(nodes))
+        else:
+            average_reachable_groups(sim, ring, nodes)
         sim.count_iteration()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-import networkx as nx
 import numpy as np
 import scipy.sparse
 import simpy
@@ -166,15 +165,13 @@ class SynchronousClock:
         return nodes if faults is None else nodes[faults.node_up[nodes]]
 
 
-def component_average_weights(graph: nx.Graph) -> scipy.sparse.csr_matrix:
-    """Mixing matrix that averages the models inside each connected component of ``graph``."""
+def group_average_weights(groups: list[list[int]], n: int) -> scipy.sparse.csr_matrix:
+    """Matrix that averages the models inside each of ``groups`` (a partition of ``0..n−1``)."""
     rows, cols, values = [], [], []
-    for component in nx.connected_components(graph):
-        members = sorted(component)
+    for members in groups:
         weight = 1.0 / len(members)
         for i in members:
             rows.extend([i] * len(members))
             cols.extend(members)
             values.extend([weight] * len(members))
-    n = graph.number_of_nodes()
     return scipy.sparse.csr_matrix((values, (rows, cols)), shape=(n, n))
