@@ -1,8 +1,9 @@
 """``gossipsim run`` as a user runs it, with stopwatches: ``python -m benchmarks.cli_probe``.
 
 Usage: ``python -m benchmarks.cli_probe REPORT.json [--phases] -- run CONFIG --out DIR``.
-Everything after ``--`` goes to ``gossipsim.cli.main`` unchanged, so the process does what
-the ``gossipsim`` console script does (same imports, same code path); the probe only wraps
+Everything after ``--`` goes to ``gossipsim.cli.main`` unchanged and the process then exits
+through ``gossipsim.cli.finish``, as the ``gossipsim`` console script does (same imports, same
+code path, same exit); the probe only wraps
 ``gossipsim.experiment.runner``'s ``prepare``, ``simulate`` and ``write_run`` with timers (and, with
 ``--phases``, :class:`benchmarks.run.PhaseTimer` around ``simulate``) and writes what it
 saw to ``REPORT.json`` at exit. The parent measures the whole process's wall time and
@@ -101,4 +102,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_code = main(sys.argv[1:])  # imports gossipsim.cli on its stopwatch
+    from gossipsim.cli import finish
+
+    finish(exit_code)

@@ -1,7 +1,5 @@
 """``python -m gossipsim`` = the ``gossipsim`` command."""
 
-import sys
+from gossipsim.cli import entry
 
-from gossipsim.cli import main
-
-sys.exit(main())
+entry()

@@ -185,6 +185,26 @@ def test_console_script_end_to_end(tmp_path):
     assert bad.returncode == 2 and "config file not found" in bad.stderr
 
 
+def test_the_command_under_a_profiler_exits_so_that_the_profile_is_written(tmp_path):
+    """The command skips the interpreter's teardown (``cli.finish``), but not under a
+    profiler, which writes its report at exit."""
+    config = write(tmp_path, CONFIG)
+    profile = tmp_path / "run.prof"
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "gossipsim"]
+        + ["validate", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ": ok — swarmsgd" in done.stdout
+    assert profile.stat().st_size > 0
+
+
 def test_iterations_only_stop_runs_with_a_progress_bar(tmp_path, monkeypatch, capsys):
     config = write(
         tmp_path,

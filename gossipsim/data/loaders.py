@@ -98,8 +98,9 @@ def standardize_features(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.nd
     mean = X_train.mean(axis=0)
     X_train -= mean
     X_test -= mean
-    # numpy's std: the root of the mean squared deviation from the mean, as computed here.
-    std = np.sqrt(np.add.reduce(X_train * X_train, axis=0) / max(X_train.shape[0], 1))
+    # numpy's std: the root of the mean squared deviation from the mean, as computed here
+    # (the column sums of squares, without a squared copy of the set).
+    std = np.sqrt(np.einsum("ij,ij->j", X_train, X_train) / max(X_train.shape[0], 1))
     std[std < 1e-12] = 1.0
     X_train /= std
     X_test /= std

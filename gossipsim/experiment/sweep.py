@@ -762,8 +762,13 @@ _THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
 
 def _worker_init(threads: int) -> None:
     """Process-pool initializer: ignore SIGINT (the parent stops the workers), leave cleanly
-    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP threads."""
+    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP threads. The modules
+    the worker starts with stay out of its garbage collections (as in the ``gossipsim``
+    command: the collection after each run would walk them all)."""
+    import gc
     import signal
+
+    gc.freeze()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
