@@ -145,7 +145,11 @@ class Simulation:
 
     def count_interaction(self) -> None:
         """One completed pairwise average (drives the interactions stop rule)."""
-        self.interactions += 1
+        self.count_interactions(1)
+
+    def count_interactions(self, count: int) -> None:
+        """``count`` completed exchanges at once (a synchronous round's): one stop check."""
+        self.interactions += count
         stop = self.config.stop
         if stop.interactions is not None and self.interactions >= stop.interactions:
             self.request_stop("interactions")

@@ -105,6 +105,5 @@ def rounds(sim: Simulation) -> Generator[simpy.Event, object, None]:
         else:
             sim.submit_local_steps(members, [1] * len(members))
             sim.submit(Mix(mixing))
-        for _ in nodes:
-            sim.count_interaction()
+        sim.count_interactions(len(nodes))
         sim.count_iteration()

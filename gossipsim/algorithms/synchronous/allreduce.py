@@ -79,8 +79,7 @@ def average_reachable_groups(sim: Simulation, ring: RingAllReduce, nodes: np.nda
         m = int(taking_part[group].sum())
         counters.bits += ring_bits(m, ring.vector_bits)
         counters.messages += ring_messages(m)
-    for _ in range(len(nodes)):
-        sim.count_interaction()
+    sim.count_interactions(len(nodes))
 
 
 def ring_messages(m: int) -> int:
@@ -118,5 +117,4 @@ def account_allreduce(sim: Simulation, ring: RingAllReduce, members: int) -> Non
     counters = sim.executor.counters
     counters.bits += ring.bits
     counters.messages += ring.messages
-    for _ in range(members):
-        sim.count_interaction()
+    sim.count_interactions(members)

@@ -43,14 +43,23 @@ def start(sim: Simulation) -> None:
 
 def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, object, None]:
     clock = SynchronousClock(sim)
-    steps_rng = sim.streams.generators("local_steps", sim.n)
     ring = RingAllReduce.of(sim)
+    local_steps = config.local_steps
+    # H fixed: the same for everyone, no draw; geometric: each node's own stream.
+    fixed = local_steps.value if isinstance(local_steps, FixedLocalSteps) else None
+    steps_rng = None if fixed is not None else sim.streams.generators("local_steps", sim.n)
     while True:
         nodes = yield from clock.members()
-        steps = [draw_local_steps(config.local_steps, steps_rng[i]) for i in range(sim.n)]
+        if fixed is not None:
+            steps = [fixed] * sim.n
+        else:
+            assert steps_rng is not None
+            steps = [draw_local_steps(local_steps, steps_rng[i]) for i in range(sim.n)]
         nodes = yield from clock.round(ring.time, steps, nodes=nodes, messages=ring.messages)
-        members = [int(node) for node in nodes]
-        sim.submit_local_steps(members, [steps[node] for node in members])
+        members = nodes.tolist()
+        sim.submit_local_steps(
+            members, [fixed] * len(members) if fixed is not None else [steps[i] for i in members]
+        )
         if sim.faults is None:
             sim.submit(GlobalAverage())
             account_allreduce(sim, ring, len(nodes))

@@ -82,23 +82,33 @@ class SynchronousClock:
             return self._take(nodes) * self.factors[nodes]
         out = np.empty(len(nodes))
         blocks, cursor, width = self.blocks, self.cursor, self.width
-        for r, node in enumerate(nodes.tolist()):
-            wanted = steps[node]
-            start = int(cursor[node])
-            if start + wanted <= width:  # the common case: the node's block holds them all
-                draws = blocks[node, start : start + wanted]
-                cursor[node] = start + wanted
-            else:
-                parts = [blocks[node, start:width].copy()]
-                left = wanted - (width - start)
-                while left > 0:
-                    blocks[node] = self.sim.compute._draw(self.timing[node], width, node)
-                    take = min(left, width)
-                    parts.append(blocks[node, :take].copy())
-                    cursor[node] = take
-                    left -= take
-                draws = np.concatenate(parts)
-            out[r] = float((draws * self.factors[node]).sum())
+        wanted = np.asarray(steps, dtype=np.int64)[nodes]
+        start = cursor[nodes]
+        fits = start + wanted <= width
+        # The common case, a node whose block holds all its steps: the nodes with the same
+        # count at once, a gather and a row sum (numpy sums each row as it sums the 1-D
+        # slice ``blocks[node, start : start + wanted]``: the same bits).
+        rows = np.flatnonzero(fits)
+        counts = wanted[rows]
+        for count in np.unique(counts).tolist():
+            group = rows[counts == count]
+            members = nodes[group]
+            first = start[group]
+            draws = blocks[members[:, None], first[:, None] + np.arange(count)]
+            out[group] = (draws * self.factors[members][:, None]).sum(axis=1)
+            cursor[members] = first + count
+        for r in np.flatnonzero(~fits).tolist():  # blocks run out: refills, one node at a time
+            node = int(nodes[r])
+            begin, left = int(start[r]), int(wanted[r])
+            parts = [blocks[node, begin:width].copy()]
+            left -= width - begin
+            while left > 0:
+                blocks[node] = self.sim.compute._draw(self.timing[node], width, node)
+                take = min(left, width)
+                parts.append(blocks[node, :take].copy())
+                cursor[node] = take
+                left -= take
+            out[r] = float((np.concatenate(parts) * self.factors[node]).sum())
         return out
 
     def members(self) -> Generator[simpy.Event, object, np.ndarray]:
