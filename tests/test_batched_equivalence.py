@@ -212,3 +212,51 @@ def test_batched_equals_sequential_with_schedules_and_momentum(algorithm, varian
     assert_same_run(*runs)
     plain = simulate(prepare(config_for(algorithm, quantizer, objective, "batched")))
     assert not np.allclose(plain[1].models, runs[1][1].models)  # the variant changes the run
+
+
+@pytest.mark.parametrize("algorithm", [name for name in ALGORITHMS if "coding" not in name])
+def test_waves_of_local_steps_on_all_cores_change_nothing(algorithm, monkeypatch):
+    """Large waves take their local steps and gradients on all cores (the ``*_parallel``
+    kernels): with every wave sent there, on one thread or two, the numbers stay the
+    sequential ones."""
+    import numba
+
+    from gossipsim.engine import kernels
+
+    calls = []
+
+    def counted(kernel):
+        def call(*args):
+            calls.append(kernel)
+            kernel(*args)
+
+        return call
+
+    monkeypatch.setattr(kernels, "PARALLEL_WAVE", 1)
+    for name in ("local_steps_parallel", "gradients_parallel"):
+        monkeypatch.setattr(kernels, name, counted(getattr(kernels, name)))
+    overrides = (
+        {"algorithm.momentum": 0.5}
+        if "momentum" in REGISTRY[ALGORITHMS[algorithm]["kind"]].config.model_fields
+        else {}
+    )
+    reference = simulate(
+        prepare(config_for(algorithm, "none", "logistic", "sequential", **overrides))
+    )
+    threads = numba.get_num_threads()
+    runs = []
+    try:
+        for count in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(count)
+            calls.clear()
+            run = simulate(
+                prepare(config_for(algorithm, "none", "logistic", "batched", **overrides))
+            )
+            assert calls, "no wave went to the parallel kernel"
+            assert_same_run(reference, run)
+            runs.append(run)
+    finally:
+        numba.set_num_threads(threads)
+    # Whatever the number of threads: the same bits.
+    assert runs[0][0].rows == runs[-1][0].rows
+    np.testing.assert_array_equal(runs[0][1].models, runs[-1][1].models)

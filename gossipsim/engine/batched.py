@@ -461,6 +461,11 @@ class BatchedExecutor:
         W = np.ascontiguousarray(W, dtype=np.float64)
         G = np.empty_like(W)
         sampler.ensure(nodes)  # one compiled call, unless a buffer runs short after all
+        kernels = self._kernels
+        if len(nodes) >= kernels.PARALLEL_WAVE and np.unique(nodes).size == len(nodes):
+            # Distinct nodes, each with a batch in its buffer now: on all cores.
+            kernels.gradients_parallel(W, G, nodes, *self._linear)
+            return G
         done, total = 0, len(nodes)
         while done < total:
             done = self._kernels.gradients(W, G, nodes, done, *self._linear)
@@ -479,6 +484,22 @@ class BatchedExecutor:
             # stops only for a node that runs short during its later steps.
             sampler.ensure(nodes)
             velocity = self.velocity if self.velocity is not None else self._no_velocity
+            if len(nodes) >= self._kernels.PARALLEL_WAVE:
+                # The nodes whose buffers hold all their steps take them on all cores; the
+                # others (a refill due) below. The nodes are distinct: any order is exact.
+                whole = (
+                    sampler.cursor[nodes] + left * sampler.batch[nodes] <= sampler.capacity[nodes]
+                )
+                ready = nodes if whole.all() else nodes[whole]
+                if len(ready) >= self._kernels.PARALLEL_WAVE:
+                    self._kernels.local_steps_parallel(
+                        self.models, ready, left if ready is nodes else left[whole],
+                        self.schedule, self.steps, self.clock, self.per_unit, velocity,
+                        self.momentum, self.nesterov, *self._linear,
+                    )  # fmt: skip
+                    if ready is nodes:
+                        return
+                    nodes, left = nodes[~whole], left[~whole]
             done, total = 0, len(nodes)
             while done < total:
                 done = self._kernels.local_steps(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import config, types
+from numba import config, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -328,6 +328,29 @@ def local_steps(
     return total
 
 
+#: Operations per task of :func:`local_steps_parallel` (a wave holds hundreds).
+PARALLEL_CHUNK = 16
+#: Waves with at least this many nodes take their steps on all cores.
+PARALLEL_WAVE = 64
+
+
+@jit(nogil=True, parallel=True)
+def local_steps_parallel(models: np.ndarray, nodes: np.ndarray, steps: np.ndarray, *rest) -> None:
+    """:func:`local_steps` of distinct ``nodes`` on all cores, in chunks of consecutive nodes
+    (``rest``: the arguments of :func:`local_steps` after ``start``).
+
+    Every node's index buffer must hold the minibatches of all its steps (no refill). The
+    nodes share nothing: each one's steps are the same arithmetic, in the same order, as in
+    :func:`local_steps`, so the models do not depend on the number of threads.
+    """
+    total = nodes.shape[0]
+    chunks = (total + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
+    for chunk in prange(chunks):
+        lo = chunk * PARALLEL_CHUNK
+        hi = min(total, lo + PARALLEL_CHUNK)
+        local_steps(models, nodes[lo:hi], steps[lo:hi], 0, *rest)
+
+
 @jit(nogil=True)
 def gradients(
     W: np.ndarray,
@@ -369,6 +392,19 @@ def gradients(
         )  # fmt: skip
         cursor[node] = at + b
     return total
+
+
+@jit(nogil=True, parallel=True)
+def gradients_parallel(W: np.ndarray, G: np.ndarray, nodes: np.ndarray, *rest) -> None:
+    """:func:`gradients` of distinct ``nodes`` on all cores (``rest``: its arguments after
+    ``start``). As in :func:`local_steps_parallel`, every node's buffer must hold its batch,
+    and the gradients are the same bits for any number of threads."""
+    total = nodes.shape[0]
+    chunks = (total + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
+    for chunk in prange(chunks):
+        lo = chunk * PARALLEL_CHUNK
+        hi = min(total, lo + PARALLEL_CHUNK)
+        gradients(W[lo:hi], G[lo:hi], nodes[lo:hi], 0, *rest)
 
 
 @jit(nogil=True)

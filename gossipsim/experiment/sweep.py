@@ -762,7 +762,7 @@ _THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
 
 def _worker_init(threads: int) -> None:
     """Process-pool initializer: ignore SIGINT (the parent stops the workers), leave cleanly
-    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP threads. The modules
+    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP/numba threads. The modules
     the worker starts with stay out of its garbage collections (as in the ``gossipsim``
     command: the collection after each run would walk them all)."""
     import gc
@@ -772,9 +772,12 @@ def _worker_init(threads: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
+    import numba
     from threadpoolctl import threadpool_limits
 
     _THREAD_LIMITS.append(threadpool_limits(limits=threads))
+    # numba's parallel kernels (waves of local steps, metrics) start their threads later.
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def _stop_worker(signum: int, frame: Any) -> None:
