@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
+
+from gossipsim.objectives.heads import expit
 
 #: Norm of the true logistic weight vector (logit std ≈ this value): fairly, not fully, separable.
 BINARY_WEIGHT_NORM = 4.0

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, log_expit
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    """The logistic function σ(z) = 1 / (1 + e^(−z)), without overflow for any z."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_expit(z: np.ndarray) -> np.ndarray:
+    """log σ(z) = −log(1 + e^(−z)), stably: −(max(0, −z) + log1p(e^(−|z|)))."""
+    return -np.logaddexp(0.0, -z)
 
 
 class Head:
