@@ -89,8 +89,8 @@ class MinibatchSampler:
         n = len(generators)
         widest = int(self.batch.max()) if n else 1
         if block is None:
-            # About 32 MiB of buffered indices at most, and between 4 and 64 steps per node.
-            block = int(np.clip((1 << 22) // max(1, n * widest), 4, 64))
+            # About 128 MiB of buffered indices at most, and between 4 and 64 steps per node.
+            block = int(np.clip((1 << 24) // max(1, n * widest), 4, 64))
         self.block = block
         self.buffer = np.zeros((n, block * widest), dtype=np.int64)
         self.cursor = np.zeros(n, dtype=np.int64)

@@ -872,7 +872,7 @@ class ProgramKernel:
         )
 
         # Blocks of random values, per node and stream: row i holds [cursor, end).
-        width = int(np.clip((1 << 20) // max(n, 1), 16, 256))
+        width = int(np.clip((1 << 23) // max(n, 1), 16, 256))
         self.timing = streams.generators("timing", n)
         pairing = streams.generators("pairing", n)
         tables = [np.asarray(t, dtype=np.int64) for t in sim.neighbours]
