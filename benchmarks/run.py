@@ -84,12 +84,19 @@ class PhaseTimer:
 
     * numeric kernels: applying operations to the models, i.e. ``BatchedExecutor.apply_log``
       (every wave, whoever hands the log over: ``flush``, a compiled loop's drain; the
-      sequential executor applies waves of one through it too);
+      sequential executor applies waves of one through it too). Gradient coding does its
+      numerics in its own protocol, not through the executor: there they are
+      ``GradientCoding.iteration_numerics`` (chunk gradients, encoding, coded vectors,
+      decode, the true gradient and the decode error) and ``GradientCoding.step`` (the PS
+      model's step);
     * metrics: ``Simulation.record`` (loss, accuracy, consensus of the recorded rows) minus
-      the numerics it triggers by flushing;
+      the numerics it triggers by flushing (and minus gradient coding's
+      ``GradientCoding.stamp``, the counters' bookkeeping that reading them triggers: event
+      loop);
     * build: ``runner.build_simulation`` (models, executor, per-node streams);
     * the rest is the event loop: processes, queues, locks, logging operations, draws of
-      timing and partners, stop rules.
+      timing and partners, stop rules (for gradient coding: the timing draws, the
+      iteration's schedule, the counters' bookkeeping, the PS process, its set-up).
 
     Wall time, not process time: BLAS threads add process time to the kernels that the
     single-threaded event loop does not have, which would flatter the event loop's share.
@@ -101,6 +108,9 @@ class PhaseTimer:
         self.metrics = 0.0
         self.build = 0.0
         self.applied = 0  # calls of apply_log
+        self.coding_calls = 0  # calls of gradient coding's numerics (iteration and step)
+        # Gradient coding's lazy counters, stamped when a row is read: event loop, not metrics.
+        self.bookkeeping = 0.0
         self._patches: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> PhaseTimer:
@@ -123,12 +133,13 @@ class PhaseTimer:
                 timer.applied += 1
 
         def timed_record(sim):
-            before = timer.numeric
+            before = timer.numeric + timer.bookkeeping
             started = clock()
             try:
                 return record(sim)
             finally:
-                timer.metrics += clock() - started - (timer.numeric - before)
+                inner = timer.numeric + timer.bookkeeping - before
+                timer.metrics += clock() - started - inner
 
         def timed_build(*args, **kwargs):
             started = clock()
@@ -136,6 +147,27 @@ class PhaseTimer:
                 return build(*args, **kwargs)
             finally:
                 timer.build += clock() - started
+
+        def timed_numerics(method):
+            def timed(*args, **kwargs):
+                started = clock()
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    timer.numeric += clock() - started
+                    timer.coding_calls += 1
+
+            return timed
+
+        def timed_bookkeeping(method):
+            def timed(*args, **kwargs):
+                started = clock()
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    timer.bookkeeping += clock() - started
+
+            return timed
 
         self._patches = [
             (BatchedExecutor, "apply_log", apply_log),
@@ -145,6 +177,18 @@ class PhaseTimer:
         BatchedExecutor.apply_log = timed_apply_log
         Simulation.record = timed_record
         runner.build_simulation = timed_build
+        try:
+            from gossipsim.algorithms.coding.protocol import GradientCoding
+        except ImportError:  # a package without gradient coding
+            return self
+        for name, wrap in (
+            ("iteration_numerics", timed_numerics),
+            ("step", timed_numerics),
+            ("stamp", timed_bookkeeping),
+        ):
+            method = getattr(GradientCoding, name)
+            self._patches.append((GradientCoding, name, method))
+            setattr(GradientCoding, name, wrap(method))
         return self
 
     def __exit__(self, *exc: object) -> None:

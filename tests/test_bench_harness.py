@@ -18,7 +18,7 @@ from benchmarks import run as bench
 from gossipsim.engine.batched import BatchedExecutor, SequentialExecutor
 from gossipsim.engine.simulation import Simulation
 from gossipsim.experiment.config import validate_data
-from gossipsim.experiment.runner import prepare
+from gossipsim.experiment.runner import prepare, simulate
 from tests.conftest import SMALL, make_config
 
 
@@ -113,6 +113,48 @@ def test_phase_timer_splits_simulate(algorithm, engine):
     assert profile["event_loop_only_fraction"] <= profile["event_loop_fraction"]
     # The patches are gone after the run.
     assert (BatchedExecutor.apply_log, SequentialExecutor.submit, Simulation.record) == originals
+
+
+def test_phase_timer_counts_gradient_codings_numerics():
+    """Gradient coding does its numerics in its own protocol, not through the executor: the
+    timer counts its iteration numerics and PS steps (twice per iteration) as numerics, and
+    the counters' stamping that reading a row triggers as event loop, not metrics."""
+    from gossipsim.algorithms import ALGORITHMS
+
+    if "gradient_coding" not in ALGORITHMS:
+        pytest.skip("gradient coding is not in the package yet")
+    from gossipsim.algorithms.coding.protocol import GradientCoding
+
+    originals = (GradientCoding.iteration_numerics, GradientCoding.step, GradientCoding.stamp)
+    data = tiny(
+        algorithm={"kind": "gradient_coding", "workers": 4, "load": 2, "lr": 0.5},
+        stop={"iterations": 5},
+    )
+    del data["topology"]  # the PS star of the workers
+    config = validate_data(data)
+    prepared = prepare(config)
+    timer = bench.PhaseTimer()
+    with timer:
+        _, sim = simulate(prepared)
+    assert sim.iterations == 5
+    assert timer.coding_calls == 2 * 5 and timer.applied == 0
+    assert timer.numeric > 0 and timer.bookkeeping > 0 and timer.metrics > 0
+    # The patches are gone after the run.
+    assert (
+        GradientCoding.iteration_numerics,
+        GradientCoding.step,
+        GradientCoding.stamp,
+    ) == originals
+    result, _ = bench._simulate(config, phases=True)
+    profile = result["profile"]
+    assert profile["numeric_kernels_s"] > 0 and profile["applications"] == 0
+    parts = (
+        profile["numeric_kernels_s"]
+        + profile["metrics_s"]
+        + profile["build_s"]
+        + profile["event_loop_s"]
+    )
+    assert parts == pytest.approx(result["wall_s"])
 
 
 def test_run_simulation_tiny_spec():

@@ -255,6 +255,26 @@ def ps_star(workers: int) -> nx.Graph:
     return graph
 
 
+class _Queued:
+    """One iteration's events waiting for :meth:`GradientCoding.stamp` (lazy bookkeeping)."""
+
+    __slots__ = ("chunks", "done", "last", "messages", "sums", "t0", "times", "totals")
+
+    def __init__(
+        self, t0: float, chunks: np.ndarray, messages: np.ndarray, last: float, totals: np.ndarray
+    ) -> None:
+        self.t0 = t0
+        self.chunks = chunks  # Schedule.chunk_array
+        self.messages = messages  # Schedule.message_array
+        self.last = last  # the time of the last event
+        self.totals = totals  # what all the events add to the counters
+        # Made when a stamp falls within the iteration: the events' times in order, the
+        # cumulative sums after each (a first row of zeros), how many are stamped.
+        self.times: np.ndarray = np.zeros(0)
+        self.sums: np.ndarray | None = None
+        self.done = 0
+
+
 class GradientCoding:
     """State of one gradient-coding run: data chunks, code, PS model, counters."""
 
@@ -339,6 +359,10 @@ class GradientCoding:
         self._slot_chunk = np.zeros((self.n, max(self.load, 1)), dtype=np.int64)
         for i, worker_order in enumerate(self.orders):
             self._slot_chunk[i, : len(worker_order)] = worker_order
+        # Samples a chunk gradient reads, by worker and slot.
+        self._slot_samples = self.sizes[self._slot_chunk]
+        if config.batch != "full":
+            self._slot_samples = np.minimum(self._slot_samples, float(config.batch))
         #: Qmax of the orders processed (natural for the original codes), for meta.json.
         self.qmax = qmax(self.pos, self.loads, self.parts)
 
@@ -405,7 +429,7 @@ class GradientCoding:
         # lazily, whenever they are read (the recorder flushes the executor first).
         stop = sim.config.stop
         self.lazy = stop.epochs is None and stop.interactions is None
-        self._queued: list[list] = []
+        self._queued: list[_Queued] = []
         if self.lazy:
             executor = sim.executor
             flush = executor.flush
@@ -427,6 +451,23 @@ class GradientCoding:
         self.wasted_chunks = 0
 
     # -- numerics ------------------------------------------------------------------------
+
+    def iteration_numerics(self, schedule: Schedule) -> tuple[np.ndarray, float, float]:
+        """All of an iteration's numerics at the PS model but the step (:meth:`step`): the
+        chunk gradients, the PS's estimate ĝ (encoding, coded vectors, decode) and the
+        decode's condition number, and the relative decode error against the true gradient.
+        """
+        G = self.chunk_gradients(self.w)
+        g_hat, condition = self.estimate(self.w, G, schedule)
+        return g_hat, condition, self.decode_error(G, g_hat)
+
+    def decode_error(self, G: np.ndarray, g_hat: np.ndarray) -> float:
+        """``‖ĝ − g‖/‖g‖`` (``‖ĝ − g‖`` when ``g = 0``) with ``g`` the true full gradient at
+        the PS model, from the chunk gradients ``G`` (no L2 term) and the chunk weights."""
+        truth = G.T @ self.weights + (self.l2 * self.w if self.l2 else 0.0)
+        norm = float(np.linalg.norm(truth))
+        error = float(np.linalg.norm(g_hat - truth))
+        return error / norm if norm > 0 else error
 
     def chunk_gradients(self, w: np.ndarray) -> np.ndarray:
         """``(m, d)`` gradients ``∇f_j(w)`` of each chunk's mean data loss (no L2 term)."""
@@ -610,22 +651,18 @@ class GradientCoding:
         while True:
             t0 = env.now
             schedule = self.plan_iteration(t0 + self.net.model)
-            G = self.chunk_gradients(self.w)
-            truth = G.T @ self.weights + (self.l2 * self.w if self.l2 else 0.0)
-            g_hat, condition = self.estimate(self.w, G, schedule)
-            if self.lazy:
+            if self.lazy:  # (before the numerics, while the schedule's arrays are in cache)
                 self.queue_events(t0, schedule)
             else:
                 env.process(self.bookkeeping(t0, schedule))
+            g_hat, condition, error = self.iteration_numerics(schedule)
             yield env.timeout(schedule.decode_time)
             self.w = self.step(g_hat)
             sim.models[:] = self.w
             self.condition = (
                 condition if math.isnan(self.condition) else max(self.condition, condition)
             )
-            norm = float(np.linalg.norm(truth))
-            error = float(np.linalg.norm(g_hat - truth))
-            self.decode_errors.append(error / norm if norm > 0 else error)
+            self.decode_errors.append(error)
             self.iteration_times.append(schedule.decode_time)
             if not math.isnan(schedule.snapshot_time):
                 self.snapshot_times.append(schedule.snapshot_time)
@@ -657,66 +694,55 @@ class GradientCoding:
         return min(int(batch), size) if batch != "full" else size
 
     def queue_events(self, t0: float, schedule: Schedule) -> None:
-        """Lazy bookkeeping: keep the iteration's events as cumulative sums over their times;
-        :meth:`stamp` adds those up to a time when the counters are read."""
-        # Columns: chunks, wasted, samples, messages, bits, comm time, reports, coded.
-        chunk = schedule.chunk_array
-        workers, slots = chunk[:, 1].astype(np.int64), chunk[:, 2].astype(np.int64)
-        sizes = self.sizes[self._slot_chunk[workers, slots]]
-        if self.config.batch != "full":
-            sizes = np.minimum(sizes, float(self.config.batch))
-        table_c = np.zeros((chunk.shape[0], 8))
-        table_c[:, 0] = 1.0
-        table_c[:, 1] = chunk[:, 3]
-        table_c[:, 2] = sizes
-        message = schedule.message_array
-        codes = message[:, 1].astype(np.int64)
-        counts = message[:, 2]
-        table_m = np.zeros((message.shape[0], 8))
-        table_m[:, 3] = counts
-        table_m[:, 4] = counts * message[:, 3]
-        if message.shape[1] > 4:  # per-link times: each row's own seconds
-            table_m[:, 5] = message[:, 4]
-        else:
-            table_m[:, 5] = counts * self._message_times[codes]
-        table_m[:, 6] = counts * (codes == KIND_CODES[REPORT])
-        table_m[:, 7] = counts * (codes == KIND_CODES[CODED])
-        times = np.concatenate([chunk[:, 0], message[:, 0]])
-        tags = np.concatenate([np.zeros(chunk.shape[0]), np.ones(message.shape[0])])
-        order = np.lexsort((tags, times))  # by time, chunk completions first (stable)
-        times = t0 + times[order]
-        sums = np.vstack([np.zeros((1, 8)), np.cumsum(np.vstack([table_c, table_m])[order], 0)])
-        self._queued.append([times, sums, 0])
+        """Lazy bookkeeping: keep the iteration's events for :meth:`stamp`, which adds them to
+        the counters when these are read: their totals and the time of the last event (most
+        iterations are over by then: all their events count at once) and, for an iteration
+        under way, cumulative sums over the events in time order, made on demand."""
+        chunks = np.ascontiguousarray(schedule.chunk_array)
+        messages = np.ascontiguousarray(schedule.message_array)
+        last, totals = coding_kernels.event_totals(
+            t0, chunks, messages, self._slot_samples, self._message_times
+        )
+        self._queued.append(_Queued(t0, chunks, messages, last, totals))
 
     def stamp(self, now: float) -> None:
         """Add every queued event at or before ``now`` to the counters (nothing at time 0:
         the first row is the state before the run, as on the event-by-event path)."""
         if now <= 0.0:
             return
-        sim = self.sim
-        counters = sim.executor.counters
         alive = []
         for entry in self._queued:
-            times, sums, done = entry
-            upto = int(np.searchsorted(times, now, side="right"))
-            if upto > done:
-                chunks, wasted, samples, messages, bits, comm, reports, coded = (
-                    sums[upto] - sums[done]
+            if entry.sums is None:
+                if entry.last <= now:  # the whole iteration is over
+                    self._count(entry.totals)
+                    continue
+                # Columns: chunks, wasted, samples, messages, bits, comm time, reports, coded.
+                entry.times, entry.sums = coding_kernels.event_sums(
+                    entry.t0, entry.chunks, entry.messages, self._slot_samples, self._message_times
                 )
-                self.chunks_computed += int(chunks)
-                self.wasted_chunks += int(wasted)
-                sim.local_steps += int(chunks)
-                sim.samples += int(samples)
-                counters.messages += int(messages)
-                counters.bits += int(bits)
-                sim.comm_time += float(comm)
-                self.report_messages += int(reports)
-                self.coded_messages += int(coded)
-                sim.interactions += int(coded)
-                entry[2] = upto
-            if entry[2] < times.size:
+            upto = int(np.searchsorted(entry.times, now, side="right"))
+            if upto > entry.done:
+                self._count(entry.sums[upto] - entry.sums[entry.done])
+                entry.done = upto
+            if entry.done < entry.times.size:
                 alive.append(entry)
         self._queued = alive
+
+    def _count(self, added: np.ndarray) -> None:
+        """Add a stretch of queued events (their sums, :meth:`queue_events`) to the counters."""
+        sim = self.sim
+        counters = sim.executor.counters
+        chunks, wasted, samples, messages, bits, comm, reports, coded = added
+        self.chunks_computed += int(chunks)
+        self.wasted_chunks += int(wasted)
+        sim.local_steps += int(chunks)
+        sim.samples += int(samples)
+        counters.messages += int(messages)
+        counters.bits += int(bits)
+        sim.comm_time += float(comm)
+        self.report_messages += int(reports)
+        self.coded_messages += int(coded)
+        sim.interactions += int(coded)
 
     def bookkeeping(self, t0: float, schedule: Schedule) -> Generator[simpy.Event, object, None]:
         """Stamp chunk completions and messages on the counters at their event times."""

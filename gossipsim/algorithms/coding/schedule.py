@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
+from gossipsim.algorithms.coding import kernels as coding_kernels
 from gossipsim.algorithms.coding.encoding import Decoding, decode_blocks, first_decodable
 
 # Message kinds used in Schedule.messages
@@ -73,6 +75,20 @@ class MessageTimes:
     def per_worker(self) -> bool:
         return isinstance(self.model, np.ndarray)
 
+    @cached_property
+    def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What :func:`.kernels.partial_events` takes of these: the model, report, signal
+        and coded-vector times as a ``(4, 1)`` array (``(4, n)`` per link), their sizes in
+        bits, and the seconds of the broadcast and of the signal to all (per link)."""
+        kinds = (self.model, self.report, self.signal, self.coded)
+        sizes = (self.model_bits, self.report_bits, self.signal_bits, self.coded_bits)
+        bits = np.array(sizes, dtype=np.float64)
+        if self.per_worker:
+            n = np.asarray(self.model).size
+            totals = np.array([_total(self.model, n), _total(self.signal, n)])
+            return np.array(kinds, dtype=np.float64), bits, totals
+        return np.array([[t] for t in kinds], dtype=np.float64), bits, np.zeros(2)
+
     @classmethod
     def zero(cls, n: int = 1, d: int = 1, parts: int = 1, float_bits: int = 32) -> MessageTimes:
         """Instant messages (zero latency, infinite bandwidth) with the usual sizes."""
@@ -104,7 +120,12 @@ def _total(x: float | np.ndarray, n: int) -> float:
 
 #: Message kinds as codes in the arrays, in the (alphabetical) order of their names, so
 #: sorting by code sorts as the names do.
-KIND_CODES = {BROADCAST: 0, CODED: 1, REPORT: 2, SIGNAL: 3}
+KIND_CODES = {
+    BROADCAST: coding_kernels.BROADCAST_CODE,
+    CODED: coding_kernels.CODED_CODE,
+    REPORT: coding_kernels.REPORT_CODE,
+    SIGNAL: coding_kernels.SIGNAL_CODE,
+}
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
 
@@ -314,92 +335,46 @@ def partial_schedule(
     parts: int = 1,
     loads: np.ndarray | None = None,
 ) -> Schedule:
-    """Schedule of the partial-straggler protocol (``deadline`` set = approximate recovery)."""
-    n, slots = D.shape
-    loads = _loads(D, loads)
-    finish = _finish_times(D, slots, net.model)
-    # When the PS learns that slot k of worker i is done: its report's send time (the
-    # chunk's finish, or the next reporting tick) plus the report's delivery time.
-    mine = np.arange(slots)[None, :] < loads[:, None]
-    done = mine & np.isfinite(finish)
-    if report_every <= 0:
-        sends = finish
-    else:
-        model = _col(net.model)
-        ticks = np.ceil((finish - model) / report_every) * report_every + model
-        sends = np.maximum(ticks, finish)  # round-off must not put a tick before the chunk
-    sends = np.where(done, sends, np.inf)
-    known = sends + _col(net.report)  # (n, slots), inf for slots never reported
-    # Every chunk has ℓ copies once the ℓ-th earliest of its holders' reports has arrived.
-    held_w, held_c = np.nonzero(pos < slots)
-    at = np.full(pos.shape, np.inf)
-    at[held_w, held_c] = known[held_w, pos[held_w, held_c]]
-    if parts == 1:
-        cover = at.min(axis=0)
-    else:
-        cover = np.partition(at, parts - 1, axis=0)[parts - 1]
-    snapshot = float(cover.max()) if cover.size else 0.0
-    if deadline is not None and snapshot > deadline:
-        snapshot = float(deadline)
-    state = ((known <= snapshot) & np.isfinite(known)).sum(axis=1).astype(np.int64)
-    # Without a deadline and with chunks never covered (crashed workers), the iteration
-    # never ends: the snapshot stays infinite.
-    stop = snapshot + net.signal  # the signal reaches the workers (each over its link)
-    senders = np.flatnonzero(state > 0)
-    decode_time = snapshot
-    if senders.size:
-        arrivals = np.asarray(stop + net.coded)
-        decode_time = float(arrivals[senders].max() if arrivals.ndim else arrivals)
-    schedule = Schedule(
-        decode_time, senders, state=state, snapshot_time=snapshot, stop_time=stop, slots=slots
+    """Schedule of the partial-straggler protocol (``deadline`` set = approximate recovery).
+
+    Worker ``i`` finishes slot ``k`` at ``L_model + D[i, 0] + … + D[i, k]`` and reports it
+    then (or at the next multiple of ``report_every`` after it started); the PS knows of it
+    a report's delivery later. Chunk ``j`` has ℓ copies once the ℓ-th earliest of its
+    holders' reports has arrived; the snapshot is when the last chunk has them (or the
+    deadline, if earlier), and the state vector counts each worker's reports arrived by
+    then. Without a deadline and with chunks never covered (crashed workers), the iteration
+    never ends: the snapshot stays infinite. Workers stop when the signal reaches them and
+    those with a non-zero state send their coded vector; the PS decodes when the last
+    arrives. The loops are compiled (:func:`.kernels.partial_events`).
+    """
+    slots = D.shape[1]
+    per_link = net.per_worker
+    times, bits, totals = net.kernel_arrays
+    state, senders, snapshot, stop, decode_time, chunks, messages, busy = (
+        coding_kernels.partial_events(
+            np.ascontiguousarray(D, dtype=np.float64),
+            np.ascontiguousarray(pos, dtype=np.int64),
+            np.ascontiguousarray(_loads(D, loads)),
+            times,
+            bits,
+            totals,
+            per_link,
+            float(report_every),
+            math.inf if deadline is None else float(deadline),
+            int(parts),
+        )
     )
-    # One report per finished chunk, or per tick in which the count changed.
-    sent = np.isfinite(sends) & (sends <= _col(stop))
-    if report_every <= 0:
-        report_sends = sends[sent]
-        reporters = np.nonzero(sent)[0]
-    else:
-        per_row = [np.unique(row[ok]) for row, ok in zip(sends, sent, strict=True)]
-        report_sends = np.concatenate(per_row)
-        reporters = np.repeat(np.arange(n), [row.size for row in per_row])
-    rows: list[tuple]
-    if net.per_worker:
-        rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits, _total(net.model, n))]
-        if math.isfinite(snapshot):
-            rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits, _total(net.signal, n)))
-            rows += [
-                (_of(stop, i), KIND_CODES[CODED], 1, net.coded_bits, _of(net.coded, i))
-                for i in senders.tolist()
-            ]
-        reports = np.empty((report_sends.size, 5))
-        reports[:, 0] = report_sends
-        reports[:, 1:4] = (KIND_CODES[REPORT], 1, net.report_bits)
-        reports[:, 4] = np.asarray(net.report)[reporters]
-        schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]), 5)
-    else:
-        rows = [(0.0, KIND_CODES[BROADCAST], n, net.model_bits)]
-        if math.isfinite(snapshot):
-            rows.append((snapshot, KIND_CODES[SIGNAL], n, net.signal_bits))
-            if senders.size:
-                rows.append((stop, KIND_CODES[CODED], int(senders.size), net.coded_bits))
-        reports = np.empty((report_sends.size, 4))
-        reports[:, 0] = report_sends
-        reports[:, 1:] = (KIND_CODES[REPORT], 1, net.report_bits)
-        schedule.set_messages(np.vstack([np.array(rows, dtype=np.float64), reports]))
-    stop_at = stop[:, None] if isinstance(stop, np.ndarray) else stop
-    workers, ks = np.nonzero(mine & (finish <= stop_at))
-    chunks = np.empty((workers.size, 4))
-    chunks[:, 0] = finish[workers, ks]
-    chunks[:, 1] = workers
-    chunks[:, 2] = ks
-    chunks[:, 3] = ks >= state[workers]
-    schedule.set_chunks(chunks)
-    last = finish[np.arange(n), loads - 1]
-    if net.per_worker:
-        schedule.busy = np.where(stop > net.model, np.minimum(last, stop) - net.model, 0.0)
-    else:
-        schedule.busy = np.minimum(last, stop) - net.model if stop > net.model else np.zeros(n)
-    return schedule
+    return Schedule(
+        decode_time,
+        senders,
+        busy=busy,
+        state=state,
+        snapshot_time=snapshot,
+        stop_time=stop if per_link else snapshot + net.signal,
+        slots=slots,
+        chunk_array=chunks,
+        message_array=messages,
+    )
 
 
 def coverage_times(C: np.ndarray, pos: np.ndarray, parts: int = 1) -> np.ndarray:
