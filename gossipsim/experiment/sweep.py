@@ -735,6 +735,11 @@ def _execute_processes(
     # Share the cores between the workers' BLAS threads (as Dask does for its workers):
     # ``count`` workers each running a full-width BLAS pool oversubscribe the machine.
     threads = max(1, (os.cpu_count() or 1) // count)
+    # numba's parallel kernels (large waves, metrics of large data sets) take their thread
+    # count from the environment when numba is imported, in the fork server, which the pool
+    # starts (a user's own setting stands). Starting them in each worker instead would
+    # create their process lock in every worker, also in sweeps of small runs.
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
     # Ctrl-C reaches the whole process group. The workers ignore SIGINT (and the fork
     # server starts with it blocked), so it interrupts only this process, which then stops
     # the workers itself: no worker is caught half-way through an import or a generator's
@@ -762,7 +767,7 @@ _THREAD_LIMITS: list[Any] = []  # kept alive for the worker's lifetime
 
 def _worker_init(threads: int) -> None:
     """Process-pool initializer: ignore SIGINT (the parent stops the workers), leave cleanly
-    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP/numba threads. The modules
+    on the parent's SIGTERM, and use at most ``threads`` BLAS/OpenMP threads. The modules
     the worker starts with stay out of its garbage collections (as in the ``gossipsim``
     command: the collection after each run would walk them all)."""
     import gc
@@ -772,12 +777,9 @@ def _worker_init(threads: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
-    import numba
     from threadpoolctl import threadpool_limits
 
     _THREAD_LIMITS.append(threadpool_limits(limits=threads))
-    # numba's parallel kernels (waves of local steps, metrics) start their threads later.
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def _stop_worker(signum: int, frame: Any) -> None:
