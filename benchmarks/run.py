@@ -119,18 +119,24 @@ class PhaseTimer:
         from gossipsim.engine.simulation import Simulation
 
         timer = self
-        apply_log = BatchedExecutor.apply_log
-        record = Simulation.record
-        build = runner.build_simulation
         clock = time.perf_counter
 
-        def timed_apply_log(executor, *args, **kwargs):
-            started = clock()
-            try:
-                return apply_log(executor, *args, **kwargs)
-            finally:
-                timer.numeric += clock() - started
-                timer.applied += 1
+        def timed(function, total: str, calls: str | None = None):
+            """``function``, adding its wall time to ``timer.<total>`` (and one call to
+            ``timer.<calls>``)."""
+
+            def call(*args, **kwargs):
+                started = clock()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    setattr(timer, total, getattr(timer, total) + clock() - started)
+                    if calls is not None:
+                        setattr(timer, calls, getattr(timer, calls) + 1)
+
+            return call
+
+        record = Simulation.record
 
         def timed_record(sim):
             before = timer.numeric + timer.bookkeeping
@@ -141,54 +147,25 @@ class PhaseTimer:
                 inner = timer.numeric + timer.bookkeeping - before
                 timer.metrics += clock() - started - inner
 
-        def timed_build(*args, **kwargs):
-            started = clock()
-            try:
-                return build(*args, **kwargs)
-            finally:
-                timer.build += clock() - started
-
-        def timed_numerics(method):
-            def timed(*args, **kwargs):
-                started = clock()
-                try:
-                    return method(*args, **kwargs)
-                finally:
-                    timer.numeric += clock() - started
-                    timer.coding_calls += 1
-
-            return timed
-
-        def timed_bookkeeping(method):
-            def timed(*args, **kwargs):
-                started = clock()
-                try:
-                    return method(*args, **kwargs)
-                finally:
-                    timer.bookkeeping += clock() - started
-
-            return timed
-
-        self._patches = [
-            (BatchedExecutor, "apply_log", apply_log),
-            (Simulation, "record", record),
-            (runner, "build_simulation", build),
+        wrappers: list[tuple[Any, str, Any]] = [
+            (BatchedExecutor, "apply_log", lambda f: timed(f, "numeric", "applied")),
+            (Simulation, "record", lambda f: timed_record),
+            (runner, "build_simulation", lambda f: timed(f, "build")),
         ]
-        BatchedExecutor.apply_log = timed_apply_log
-        Simulation.record = timed_record
-        runner.build_simulation = timed_build
-        try:
-            from gossipsim.algorithms.coding.protocol import GradientCoding
-        except ImportError:  # a package without gradient coding
-            return self
-        for name, wrap in (
-            ("iteration_numerics", timed_numerics),
-            ("step", timed_numerics),
-            ("stamp", timed_bookkeeping),
-        ):
-            method = getattr(GradientCoding, name)
-            self._patches.append((GradientCoding, name, method))
-            setattr(GradientCoding, name, wrap(method))
+        # Gradient coding's numerics and bookkeeping, if a run has loaded its protocol (its
+        # prepare() does): importing it here would put the import in the timed run.
+        protocol = sys.modules.get("gossipsim.algorithms.coding.protocol")
+        if protocol is not None:
+            coding = protocol.GradientCoding
+            wrappers += [
+                (coding, "iteration_numerics", lambda f: timed(f, "numeric", "coding_calls")),
+                (coding, "step", lambda f: timed(f, "numeric", "coding_calls")),
+                (coding, "stamp", lambda f: timed(f, "bookkeeping")),
+            ]
+        for owner, name, wrap in wrappers:
+            original = getattr(owner, name)
+            self._patches.append((owner, name, original))
+            setattr(owner, name, wrap(original))
         return self
 
     def __exit__(self, *exc: object) -> None:

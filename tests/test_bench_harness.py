@@ -83,6 +83,18 @@ def test_swarm_references_learn_alike():
     assert abs(a - b) < 0.25 * (start - min(a, b))
 
 
+def assert_phases_add_up(result) -> None:
+    """The timer's parts of simulate() (numerics, metrics, build, event loop) sum to it."""
+    profile = result["profile"]
+    parts = (
+        profile["numeric_kernels_s"]
+        + profile["metrics_s"]
+        + profile["build_s"]
+        + profile["event_loop_s"]
+    )
+    assert parts == pytest.approx(result["wall_s"])
+
+
 @pytest.mark.parametrize(
     "algorithm, engine",
     [
@@ -103,16 +115,33 @@ def test_phase_timer_splits_simulate(algorithm, engine):
     profile = result["profile"]
     assert profile["applications"] > 0 and profile["numeric_kernels_s"] > 0
     assert profile["metrics_s"] > 0 and profile["build_s"] > 0
-    parts = (
-        profile["numeric_kernels_s"]
-        + profile["metrics_s"]
-        + profile["build_s"]
-        + profile["event_loop_s"]
-    )
-    assert parts == pytest.approx(result["wall_s"])
+    assert_phases_add_up(result)
     assert profile["event_loop_only_fraction"] <= profile["event_loop_fraction"]
     # The patches are gone after the run.
     assert (BatchedExecutor.apply_log, SequentialExecutor.submit, Simulation.record) == originals
+
+
+def test_phase_timer_does_not_import_gradient_coding_into_a_timed_run():
+    """The timer starts inside the timed window: importing gradient coding's protocol there
+    (numba kernels, scipy) would be counted as the event loop of every other workload."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from benchmarks import run as bench\n"
+        "with bench.PhaseTimer():\n"
+        "    pass\n"
+        "print('gossipsim.algorithms.coding.protocol' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=bench.HERE.parent,
+    )
+    assert done.stdout.strip() == "False"
 
 
 def test_phase_timer_counts_gradient_codings_numerics():
@@ -148,13 +177,7 @@ def test_phase_timer_counts_gradient_codings_numerics():
     result, _ = bench._simulate(config, phases=True)
     profile = result["profile"]
     assert profile["numeric_kernels_s"] > 0 and profile["applications"] == 0
-    parts = (
-        profile["numeric_kernels_s"]
-        + profile["metrics_s"]
-        + profile["build_s"]
-        + profile["event_loop_s"]
-    )
-    assert parts == pytest.approx(result["wall_s"])
+    assert_phases_add_up(result)
 
 
 def test_run_simulation_tiny_spec():
