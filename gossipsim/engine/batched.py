@@ -490,15 +490,12 @@ class BatchedExecutor:
                 whole = (
                     sampler.cursor[nodes] + left * sampler.batch[nodes] <= sampler.capacity[nodes]
                 )
-                ready = nodes if whole.all() else nodes[whole]
-                if len(ready) >= self._kernels.PARALLEL_WAVE:
+                if np.count_nonzero(whole) >= self._kernels.PARALLEL_WAVE:
                     self._kernels.local_steps_parallel(
-                        self.models, ready, left if ready is nodes else left[whole],
-                        self.schedule, self.steps, self.clock, self.per_unit, velocity,
-                        self.momentum, self.nesterov, *self._linear,
+                        self.models, nodes[whole], left[whole], self.schedule, self.steps,
+                        self.clock, self.per_unit, velocity, self.momentum, self.nesterov,
+                        *self._linear,
                     )  # fmt: skip
-                    if ready is nodes:
-                        return
                     nodes, left = nodes[~whole], left[~whole]
             done, total = 0, len(nodes)
             while done < total:

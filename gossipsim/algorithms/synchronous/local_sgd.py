@@ -57,9 +57,7 @@ def rounds(sim: Simulation, config: LocalSGDConfig) -> Generator[simpy.Event, ob
             steps = [draw_local_steps(local_steps, steps_rng[i]) for i in range(sim.n)]
         nodes = yield from clock.round(ring.time, steps, nodes=nodes, messages=ring.messages)
         members = nodes.tolist()
-        sim.submit_local_steps(
-            members, [fixed] * len(members) if fixed is not None else [steps[i] for i in members]
-        )
+        sim.submit_local_steps(members, [steps[i] for i in members])
         if sim.faults is None:
             sim.submit(GlobalAverage())
             account_allreduce(sim, ring, len(nodes))
